@@ -1,0 +1,5 @@
+import sys
+
+from csrinfer.cli import main
+
+sys.exit(main())

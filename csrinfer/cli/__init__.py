@@ -1,0 +1,54 @@
+"""The ``csrinfer`` command: a thin layer that parses arguments and calls library functions.
+
+Each subcommand lives in its own module with ``HELP``, ``add_arguments(parser)`` and
+``run(args) -> int``; heavy imports happen inside ``run`` so ``csrinfer --help`` is instant.
+A user's mistake (:class:`csrinfer.errors.CsrinferError`) is printed as one line, exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+COMMANDS = {
+    "train": "csrinfer.cli.train",
+    "eval": "csrinfer.cli.eval",
+    "export": "csrinfer.cli.export",
+    "build": "csrinfer.cli.build",
+    "predict": "csrinfer.cli.predict",
+    "check": "csrinfer.cli.check",
+    "bench": "csrinfer.cli.bench",
+    "serve": "csrinfer.cli.serve",
+    "info": "csrinfer.cli.info",
+    "data": "csrinfer.cli.data",
+    "demo": "csrinfer.cli.demo",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="csrinfer", description="Train, export, run and serve the CSR-D2S network.")
+    from csrinfer import __version__
+
+    parser.add_argument("--version", action="version", version=f"csrinfer {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, module_name in COMMANDS.items():
+        module = importlib.import_module(module_name)
+        p = sub.add_parser(name, help=module.HELP, description=module.HELP)
+        module.add_arguments(p)
+        p.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from csrinfer.errors import CsrinferError
+
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args._run(args) or 0)
+    except CsrinferError as e:
+        print(f"csrinfer {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"csrinfer {args.command}: interrupted", file=sys.stderr)
+        return 130

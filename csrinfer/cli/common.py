@@ -1,0 +1,26 @@
+"""Argument helpers shared by the subcommands."""
+
+from __future__ import annotations
+
+import argparse
+import re
+
+
+def parse_hw(text: str) -> tuple[int, int]:
+    """'800x1344' -> (800, 1344): height x width, as ``--input-size`` takes it."""
+    m = re.fullmatch(r"\s*(\d+)\s*[xX,]\s*(\d+)\s*", text)
+    if not m or int(m.group(1)) <= 0 or int(m.group(2)) <= 0:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a size HxW such as 800x1344")
+    return int(m.group(1)), int(m.group(2))
+
+
+def not_built(name: str, issue: str):
+    """``run`` of a subcommand that is not built yet: says so in one line, exit code 3."""
+
+    def run(args) -> int:
+        import sys
+
+        print(f"csrinfer {name}: not built yet ({issue}).", file=sys.stderr)
+        return 3
+
+    return run

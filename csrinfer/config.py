@@ -1,0 +1,199 @@
+"""Configs as data: YAML files under ``models/`` read into these dataclasses.
+
+Every field has the paper's value as its default (design.md §1), so ``Config()`` is the
+paper model (ResNet-50, CSR width 256, COCO's 80 classes) and a YAML file only states what
+differs. Configs are read at the edges (``build_model``, the CLI); the rest of the package
+takes plain arguments.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from csrinfer.data.coco_classes import COCO_CLASSES
+from csrinfer.errors import ConfigError
+
+
+@dataclass
+class ModelConfig:
+    """The network (paper §III, design.md §1)."""
+
+    backbone: str = "resnet50"  # any torchvision ResNet: resnet18/34/50/101
+    pretrained: bool = False  # ImageNet weights through torchvision's weights API, on request
+    frozen_stages: int = 1  # stem + layer1 frozen, like mmdet's frozen_stages=1
+    norm_eval: bool = True  # backbone BatchNorm statistics frozen
+    neck_channels: int = 256  # W of the laterals and the fused stride-8 feature
+    csr: bool = True  # Cross-Scale Reweighting on/off (Table II)
+    csr_channels: int = 256  # "#channels" of Table III
+    d2s: bool = True  # Depth-to-Space fusion on/off (off: FPN nearest upsampling + sum)
+    num_classes: int = 80
+    head_channels: int = 256  # kernel and category branches
+    head_convs: int = 4
+    mask_channels: int = 128  # mask branch
+    kernel_dim: int = 256  # E, the dynamic 1x1 kernel length
+    norm_groups: int = 32  # GroupNorm groups in the head
+    num_grids: list[int] = field(default_factory=lambda: [40, 36, 24, 16, 12])
+    scale_ranges: list[list[int]] = field(
+        default_factory=lambda: [[1, 96], [48, 192], [96, 384], [192, 768], [384, 2048]]
+    )
+    # Stride each grid stands for (SOLOv2's FPN levels); used for the small-mask filter.
+    grid_strides: list[int] = field(default_factory=lambda: [8, 8, 16, 32, 32])
+
+
+@dataclass
+class InputConfig:
+    """Pre-processing: COCO 1x resize, ImageNet normalisation inside the network."""
+
+    short_side: int = 800
+    max_size: int = 1333
+    size_divisor: int = 32
+    # Static input of exported graphs, H x W (1344x800 in the paper's W x H words).
+    export_size: list[int] = field(default_factory=lambda: [800, 1344])
+    mean: list[float] = field(default_factory=lambda: [123.675, 116.28, 103.53])
+    std: list[float] = field(default_factory=lambda: [58.395, 57.12, 57.375])
+
+
+@dataclass
+class InferenceConfig:
+    """SOLOv2's test settings (mmdet 3.3 solov2_r50_fpn_1x_coco)."""
+
+    score_thr: float = 0.1
+    nms_pre: int = 500
+    mask_thr: float = 0.5
+    nms_kernel: str = "gaussian"  # or "linear"
+    nms_sigma: float = 2.0
+    filter_thr: float = 0.05
+    max_per_img: int = 100
+
+
+@dataclass
+class TrainConfig:
+    """Paper §IV: AdamW 1e-4, wd 0.05, 12 epochs, x0.1 at 8 and 11, batch 4."""
+
+    epochs: int = 12
+    milestones: list[int] = field(default_factory=lambda: [8, 11])
+    gamma: float = 0.1
+    lr: float = 1e-4
+    base_batch_size: int = 4  # the lr above is for this total batch; scaled linearly
+    batch_size: int = 2  # per process
+    weight_decay: float = 0.05
+    warmup_iters: int = 500
+    warmup_ratio: float = 0.001
+    grad_clip: float = 35.0  # max L2 norm; 0 disables
+    amp: bool = True  # on CUDA only
+    # Eq. 6 weights: alpha * category + beta * dice + gamma * focal (masks)
+    loss_cls: float = 1.0
+    loss_dice: float = 2.0
+    loss_focal: float = 3.0
+    focal_alpha: float = 0.25
+    focal_gamma: float = 2.0
+    pos_scale: float = 0.2  # SOLO centre region
+    # Data
+    short_side_range: list[int] = field(default_factory=lambda: [800, 800])
+    flip: float = 0.5
+    num_workers: int = 2
+    checkpoint_every: int = 1000  # iterations; a checkpoint is also written every epoch
+    log_every: int = 20
+    seed: int = 0
+
+
+@dataclass
+class Config:
+    name: str = "csr_d2s_r50_coco"
+    model: ModelConfig = field(default_factory=ModelConfig)
+    input: InputConfig = field(default_factory=InputConfig)
+    inference: InferenceConfig = field(default_factory=InferenceConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    # Class names; `None` in YAML (or the word "coco") means COCO's 80 classes.
+    classes: list[str] = field(default_factory=lambda: list(COCO_CLASSES))
+
+    def __post_init__(self) -> None:
+        if len(self.classes) != self.model.num_classes:
+            raise ConfigError(
+                f"config '{self.name}' lists {len(self.classes)} class names but "
+                f"model.num_classes is {self.model.num_classes}"
+            )
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def _build(cls: type, data: dict, where: str):
+    """Dataclass from a dict, refusing unknown keys and wrong types with one sentence."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where} must be a mapping, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ConfigError(f"{where} has unknown key(s) {unknown}; known keys are {sorted(names)}")
+    kwargs = {}
+    for key, value in data.items():
+        hint = hints[key]
+        if dataclasses.is_dataclass(hint):
+            kwargs[key] = _build(hint, value or {}, f"{where}.{key}")
+        else:
+            kwargs[key] = _check_type(value, hint, f"{where}.{key}")
+    return cls(**kwargs)
+
+
+def _check_type(value, hint, where: str):
+    origin = typing.get_origin(hint)
+    if origin is list:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where} must be a list, got {value!r}")
+        (item,) = typing.get_args(hint) or (typing.Any,)
+        return [_check_type(v, item, f"{where}[{i}]") for i, v in enumerate(value)]
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where} must be true or false, got {value!r}")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where} must be a number, got {value!r}")
+        return float(value)
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where} must be an integer, got {value!r}")
+        return value
+    if hint is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where} must be a string, got {value!r}")
+        return value
+    return value
+
+
+def config_from_dict(data: dict, where: str = "config") -> Config:
+    data = dict(data or {})
+    classes = data.get("classes")
+    if classes is None or classes == "coco":
+        data["classes"] = list(COCO_CLASSES)
+    try:
+        return _build(Config, data, where)
+    except TypeError as e:  # a dataclass refusing its arguments
+        raise ConfigError(f"{where} is not a valid config: {e}") from None
+
+
+def load_config(path: str | os.PathLike) -> Config:
+    """Read a YAML model config; every problem is one :class:`ConfigError` sentence."""
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        raise ConfigError(f"config file {path} is not valid YAML ({_first_line(e)})") from None
+    cfg = config_from_dict(data or {}, where=str(path))
+    if not (data or {}).get("name"):
+        cfg.name = path.stem
+    return cfg
+
+
+def _first_line(e: Exception) -> str:
+    return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__

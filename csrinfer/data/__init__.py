@@ -1,0 +1,1 @@
+"""COCO-format data: dataset, transforms, synthetic dataset writer."""

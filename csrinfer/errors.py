@@ -1,0 +1,45 @@
+"""The exceptions a user of csrinfer can meet.
+
+Each carries one sentence that names the file or value and the problem; the CLI prints that
+sentence and exits non-zero, never a traceback. Catch :class:`CsrinferError` for all of them.
+"""
+
+
+class CsrinferError(Exception):
+    """Base class: a user-facing problem described in one sentence."""
+
+
+class ConfigError(CsrinferError, ValueError):
+    """A model config (YAML) is missing, malformed or inconsistent."""
+
+
+class CheckpointError(CsrinferError):
+    """A checkpoint is missing, unreadable, or does not match its config."""
+
+
+class ImageError(CsrinferError, ValueError):
+    """An input image (file or array) cannot be used: missing, corrupt, too large, wrong shape."""
+
+
+class ModelFileError(CsrinferError):
+    """A model file (.pth/.onnx/.plan) is missing, of an unknown kind, or unreadable."""
+
+
+class DatasetError(CsrinferError):
+    """A COCO-format dataset is missing or malformed."""
+
+
+class ExportError(CsrinferError):
+    """Export to ONNX or the TensorRT engine build failed."""
+
+
+class BackendUnavailableError(CsrinferError):
+    """A backend's runtime (TensorRT, CUDA, onnxruntime-extensions, Triton) is not installed here."""
+
+
+class EngineMismatchError(CsrinferError):
+    """A TensorRT engine was built for another TensorRT version or GPU than the one here."""
+
+
+class ServerError(CsrinferError):
+    """The Triton server could not be started, reached, or answered with an error."""

@@ -1,0 +1,1 @@
+"""Export: PyTorch -> ONNX (``onnx.py``), ONNX -> TensorRT engine (``tensorrt.py``)."""

@@ -1,0 +1,32 @@
+"""The CSR-D2S network (paper §III): ``build_model(cfg)`` assembles it from small parts."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from csrinfer.config import Config
+from csrinfer.model.backbone import ResNetBackbone
+from csrinfer.model.csr import CrossScaleReweighting
+from csrinfer.model.d2s import DepthToSpace, d2s_fused_reference
+from csrinfer.model.head import HeadOutputs, SOLOv2Head
+from csrinfer.model.neck import Neck
+from csrinfer.model.network import CSRD2SNet
+from csrinfer.model.postprocess import matrix_nms
+
+__all__ = [
+    "build_model", "CSRD2SNet", "ResNetBackbone", "CrossScaleReweighting", "DepthToSpace", "Neck",
+    "SOLOv2Head", "HeadOutputs", "d2s_fused_reference", "matrix_nms",
+]
+
+
+def build_model(cfg: Config, pretrained: bool | None = None) -> CSRD2SNet:
+    """The network described by ``cfg`` (``pretrained`` overrides ``cfg.model.pretrained``)."""
+    m = cfg.model
+    backbone = ResNetBackbone(m.backbone, m.pretrained if pretrained is None else pretrained,
+                              m.frozen_stages, m.norm_eval)
+    csr = CrossScaleReweighting(backbone.out_channels, m.csr_channels, m.neck_channels) if m.csr else None
+    neck = Neck(backbone.out_channels, m.neck_channels, csr=csr, d2s=m.d2s)
+    head = SOLOv2Head(m.neck_channels, m.num_classes, m.head_channels, m.head_convs, m.kernel_dim,
+                      m.mask_channels, m.num_grids, m.norm_groups)
+    return CSRD2SNet(backbone, neck, head, cfg.input.mean, cfg.input.std, m.grid_strides,
+                     dataclasses.asdict(cfg.inference))

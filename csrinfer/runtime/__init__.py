@@ -1,0 +1,1 @@
+"""Running a trained model: Segmenter, Instances, backends, pre- and post-processing."""

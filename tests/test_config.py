@@ -1,0 +1,63 @@
+"""Configs are YAML read into dataclasses; every mistake is one clear sentence."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from csrinfer.config import Config, load_config
+from csrinfer.errors import ConfigError
+
+MODELS = Path(__file__).resolve().parents[1] / "models"
+
+
+def test_paper_config_is_the_default_config():
+    cfg = load_config(MODELS / "csr_d2s_r50_coco.yaml")
+    assert cfg.to_dict() == Config().to_dict()
+
+
+@pytest.mark.parametrize("name,csr,d2s,width", [
+    ("fpn_r50_coco", False, False, 256), ("csr_r50_coco", True, False, 256), ("d2s_r50_coco", False, True, 256),
+    ("csr128_d2s_r50_coco", True, True, 128), ("csr512_d2s_r50_coco", True, True, 512),
+    ("csr1024_d2s_r50_coco", True, True, 1024),
+])
+def test_ablation_configs(name, csr, d2s, width):
+    cfg = load_config(MODELS / f"{name}.yaml")
+    assert (cfg.model.csr, cfg.model.d2s, cfg.model.csr_channels) == (csr, d2s, width)
+    assert cfg.name == name and len(cfg.classes) == 80
+
+
+def test_small_config_is_small_and_consistent():
+    cfg = load_config(MODELS / "csr_d2s_r18_small.yaml")
+    m = cfg.model
+    assert m.backbone == "resnet18" and len(cfg.classes) == m.num_classes
+    assert len(m.num_grids) == len(m.scale_ranges) == len(m.grid_strides)
+
+
+@pytest.mark.parametrize("text,fragment", [
+    ("model:\n  bakbone: resnet50\n", "unknown key(s) ['bakbone']"),
+    ("model:\n  csr: maybe\n", "model.csr must be true or false"),
+    ("model:\n  num_classes: 3\n", "lists 80 class names but model.num_classes is 3"),
+    ("train:\n  lr: fast\n", "train.lr must be a number"),
+    ("model: [1, 2]\n", "must be a mapping"),
+    ("model: {csr: true\n", "is not valid YAML"),
+])
+def test_bad_configs_say_what_is_wrong(tmp_path, text, fragment):
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert fragment in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_missing_config_file(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "nope.yaml")
+
+
+def test_name_defaults_to_file_stem(tmp_path):
+    path = tmp_path / "my_model.yaml"
+    path.write_text("model:\n  csr_channels: 128\n")
+    assert load_config(path).name == "my_model"
