@@ -1,0 +1,75 @@
+"""``Instances``: what every backend returns for one image (design.md §2)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass
+class Instances:
+    """Final instances of one image, at the image's original size.
+
+    Attributes:
+        masks: bool [N, H, W].
+        labels: int64 [N], indices into ``class_names``.
+        scores: float32 [N], descending.
+        boxes: float32 [N, 4], (x1, y1, x2, y2) in pixels, the masks' tight boxes.
+        class_names: names of all classes of the model (not only the detected ones).
+    """
+
+    masks: np.ndarray
+    labels: np.ndarray
+    scores: np.ndarray
+    boxes: np.ndarray
+    class_names: Sequence[str] = field(default_factory=tuple)
+
+    @classmethod
+    def empty(cls, height: int, width: int, class_names: Sequence[str] = ()) -> "Instances":
+        return cls(np.zeros((0, height, width), bool), np.zeros(0, np.int64), np.zeros(0, np.float32),
+                   np.zeros((0, 4), np.float32), tuple(class_names))
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        """(H, W) of the image the masks belong to."""
+        return int(self.masks.shape[1]), int(self.masks.shape[2])
+
+    @property
+    def names(self) -> list[str]:
+        """The class name of each instance."""
+        return [self.class_names[i] if 0 <= i < len(self.class_names) else str(i) for i in self.labels.tolist()]
+
+    def __len__(self) -> int:
+        return int(self.scores.shape[0])
+
+    def __getitem__(self, index) -> "Instances":
+        if isinstance(index, (int, np.integer)):
+            index = [int(index)]
+        return Instances(self.masks[index], self.labels[index], self.scores[index], self.boxes[index], self.class_names)
+
+    def __repr__(self) -> str:
+        h, w = self.image_size
+        return f"Instances(n={len(self)}, image={h}x{w}, names={self.names[:5]}{'...' if len(self) > 5 else ''})"
+
+
+def masks_to_boxes(masks: np.ndarray) -> np.ndarray:
+    """Tight (x1, y1, x2, y2) boxes of bool masks [N, H, W]; an empty mask gives zeros.
+
+    x2/y2 are exclusive pixel edges, so a one-pixel mask at (x, y) is (x, y, x+1, y+1).
+    """
+    n = masks.shape[0]
+    boxes = np.zeros((n, 4), np.float32)
+    if n == 0:
+        return boxes
+    rows = masks.any(axis=2)  # [N, H]
+    cols = masks.any(axis=1)  # [N, W]
+    has = rows.any(axis=1)
+    h, w = masks.shape[1:]
+    y1 = rows.argmax(axis=1)
+    y2 = h - rows[:, ::-1].argmax(axis=1)
+    x1 = cols.argmax(axis=1)
+    x2 = w - cols[:, ::-1].argmax(axis=1)
+    boxes[has] = np.stack([x1, y1, x2, y2], axis=1)[has].astype(np.float32)
+    return boxes

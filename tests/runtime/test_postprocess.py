@@ -1,0 +1,44 @@
+"""Shared post-processing: crop padding, upsample kept masks only, threshold, boxes."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from csrinfer.runtime.instances import Instances, masks_to_boxes
+from csrinfer.runtime.postprocess import to_instances
+from csrinfer.runtime.preprocess import Letterbox
+
+
+def test_masks_return_to_the_original_image_and_padding_is_cropped():
+    # Input 64x96 padded, image resized to 64x80 from an original 32x40; one square object.
+    box = Letterbox(original=(32, 40), resized=(64, 80), padded=(64, 96))
+    probs = np.zeros((3, 8, 12), np.float32)
+    probs[0, 2:6, 2:6] = 1.0  # stride-8 cells -> pixels 16..48 of the input -> 8..24 of the original
+    probs[1, :, 10:] = 1.0  # only in the padding
+    scores = np.array([0.9, 0.8, 0.05], np.float32)
+    inst = to_instances(scores, np.array([2, 1, 0]), probs, box, ["a", "b", "c"], score_thr=0.1)
+    assert len(inst) == 2 and inst.masks.shape == (2, 32, 40)
+    assert inst.names == ["c", "b"]
+    ys, xs = np.nonzero(inst.masks[0])
+    assert 7 <= ys.min() <= 9 and 23 <= ys.max() <= 25 and 7 <= xs.min() <= 9 and 23 <= xs.max() <= 25
+    assert not inst.masks[1].any()  # what was only in the padding is gone
+
+
+def test_nothing_above_threshold_gives_empty_instances():
+    box = Letterbox((10, 20), (32, 64), (32, 64))
+    inst = to_instances(np.zeros(5), np.zeros(5), np.ones((5, 4, 8)), box, ["x"])
+    assert len(inst) == 0 and inst.masks.shape == (0, 10, 20) and inst.boxes.shape == (0, 4)
+
+
+def test_boxes_are_tight_and_exclusive():
+    masks = np.zeros((3, 10, 10), bool)
+    masks[0, 2:5, 3:7] = True
+    masks[1, 9, 9] = True
+    np.testing.assert_array_equal(masks_to_boxes(masks), [[3, 2, 7, 5], [9, 9, 10, 10], [0, 0, 0, 0]])
+
+
+def test_indexing_and_len():
+    masks = np.zeros((3, 4, 4), bool)
+    inst = Instances(masks, np.array([0, 1, 2]), np.array([0.9, 0.5, 0.2], np.float32), np.zeros((3, 4), np.float32),
+                     ("a", "b", "c"))
+    assert len(inst) == 3 and len(inst[1:]) == 2 and inst[1].names == ["b"] and inst[inst.scores > 0.4].names == ["a", "b"]
