@@ -49,6 +49,29 @@ class Instances:
             index = [int(index)]
         return Instances(self.masks[index], self.labels[index], self.scores[index], self.boxes[index], self.class_names)
 
+    def to_coco(self, image_id: int, category_ids: Sequence[int] | None = None) -> list[dict]:
+        """COCO results entries (segm, RLE with ``counts`` as str, bbox as x, y, w, h).
+
+        ``category_ids`` maps label i to a dataset category id (default: i + 1, COCO-style 1-based).
+        """
+        from pycocotools import mask as mask_utils
+
+        if len(self) == 0:
+            return []
+        rles = mask_utils.encode(np.asfortranarray(self.masks.transpose(1, 2, 0).astype(np.uint8)))
+        out = []
+        for i, rle in enumerate(rles):
+            label = int(self.labels[i])
+            x1, y1, x2, y2 = (float(v) for v in self.boxes[i])
+            out.append({
+                "image_id": int(image_id),
+                "category_id": int(category_ids[label]) if category_ids is not None else label + 1,
+                "segmentation": {"size": [int(s) for s in rle["size"]], "counts": rle["counts"].decode("ascii")},
+                "bbox": [x1, y1, x2 - x1, y2 - y1],
+                "score": float(self.scores[i]),
+            })
+        return out
+
     def __repr__(self) -> str:
         h, w = self.image_size
         return f"Instances(n={len(self)}, image={h}x{w}, names={self.names[:5]}{'...' if len(self) > 5 else ''})"

@@ -42,3 +42,16 @@ def test_indexing_and_len():
     inst = Instances(masks, np.array([0, 1, 2]), np.array([0.9, 0.5, 0.2], np.float32), np.zeros((3, 4), np.float32),
                      ("a", "b", "c"))
     assert len(inst) == 3 and len(inst[1:]) == 2 and inst[1].names == ["b"] and inst[inst.scores > 0.4].names == ["a", "b"]
+
+
+def test_to_coco_round_trips_through_pycocotools():
+    from pycocotools import mask as mask_utils
+
+    rng = np.random.default_rng(3)
+    masks = rng.random((2, 17, 23)) > 0.6
+    inst = Instances(masks, np.array([0, 2]), np.array([0.9, 0.3], np.float32), masks_to_boxes(masks), ("a", "b", "c"))
+    entries = inst.to_coco(image_id=7, category_ids=[10, 20, 30])
+    assert [e["category_id"] for e in entries] == [10, 30] and all(e["image_id"] == 7 for e in entries)
+    for e, m in zip(entries, masks):
+        rle = {"size": e["segmentation"]["size"], "counts": e["segmentation"]["counts"].encode()}
+        np.testing.assert_array_equal(mask_utils.decode(rle).astype(bool), m)
