@@ -1,0 +1,151 @@
+"""The FP16 ONNX graph: the network in float16, its numerically delicate parts in float32.
+
+TensorRT 10 reaches FP16 with a builder flag on an FP32 graph; TensorRT 11 removed that flag and
+builds every network strongly typed, taking each tensor's type from the graph (TensorRT 10.x ->
+11.x migration guide, "Strongly Typed Networks Are Now Required"). So the export can also write
+the precision into the graph itself. The graph keeps the I/O contract of design.md §2 (float32
+``images`` in; float32 ``scores``/``masks`` and int64 ``labels`` out) and casts inside:
+
+- backbone, neck (CSR, D2S) and head convolutions run in float16;
+- GroupNorm statistics and affine run in float32 (an ``InstanceNormalization`` in the exported
+  graph): a variance of float16 activations overflows or underflows;
+- the in-graph post-processing runs in float32 from the head outputs on: the category sigmoid
+  and TopK (float16 probabilities tie and change the candidate ranking), the mask sigmoid and
+  maskness, and Matrix NMS (mask areas and intersections are pixel counts past float16's 2048
+  exact integers).
+
+The mixed precision is set in PyTorch before export rather than by rewriting the ONNX graph, so
+the exporter itself types every tensor and no op needs special handling.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from csrinfer.model.postprocess import postprocess
+
+
+class Float32GroupNorm(nn.GroupNorm):
+    """GroupNorm computed in float32 whatever the input dtype; returns the input dtype."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.group_norm(x.float(), self.num_groups, self.weight.float(), self.bias.float(), self.eps).to(x.dtype)
+
+
+class MixedPrecisionNet(nn.Module):
+    """A float16 copy of a CSRD2SNet whose ``predict`` post-processes in float32. Not to be called directly.
+
+    ``predict`` has the signature of ``CSRD2SNet.predict`` so :func:`csrinfer.export.onnx.export_onnx`
+    exports it unchanged.
+    """
+
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.net = _float32_group_norms(copy.deepcopy(net).eval().half())
+
+    def predict(self, images: torch.Tensor):
+        """images float32 [B, 3, H, W] -> (scores float32, labels int64, masks float32), as CSRD2SNet.predict."""
+        out = self.net(images.to(torch.float16))
+        return postprocess([p.float() for p in out.cate_preds], [k.float() for k in out.kernel_preds],
+                           out.mask_feats.float(), self.net.grid_strides, **self.net.inference)
+
+
+def export_fp16_onnx(model: nn.Module, path: str | os.PathLike, **export_kwargs) -> Path:
+    """Write the mixed-precision graph of ``model`` (a CSRD2SNet) to ``path``.
+
+    ``export_kwargs`` are those of :func:`csrinfer.export.onnx.export_onnx`; ``metadata`` gets
+    ``precision: fp16``.
+
+    Example:
+        >>> export_fp16_onnx(model, "model_fp16.onnx", input_size=(800, 1344))
+    """
+    from csrinfer.export.onnx import export_onnx
+
+    metadata = {**dict(export_kwargs.pop("metadata", None) or {}), "precision": "fp16"}
+    return export_onnx(MixedPrecisionNet(model), path, metadata=metadata, **export_kwargs)
+
+
+def graph_precision(proto) -> str:
+    """"fp16" when any initializer or typed tensor of an ONNX graph is float16, else "fp32"."""
+    from onnx import TensorProto
+
+    if any(t.data_type == TensorProto.FLOAT16 for t in proto.graph.initializer):
+        return "fp16"
+    values = list(proto.graph.input) + list(proto.graph.value_info) + list(proto.graph.output)
+    if any(v.type.tensor_type.elem_type == TensorProto.FLOAT16 for v in values):
+        return "fp16"
+    for node in proto.graph.node:  # constants folded into nodes
+        for a in node.attribute:
+            if a.HasField("t") and a.t.data_type == TensorProto.FLOAT16:
+                return "fp16"
+    return "fp32"
+
+
+def _float32_group_norms(module: nn.Module) -> nn.Module:
+    """Replace every nn.GroupNorm of ``module`` (in place) by a Float32GroupNorm with float32 parameters."""
+    for name, child in module.named_children():
+        if isinstance(child, nn.GroupNorm):
+            gn = Float32GroupNorm(child.num_groups, child.num_channels, child.eps, child.affine)
+            gn.load_state_dict({k: v.float() for k, v in child.state_dict().items()})
+            setattr(module, name, gn)
+        else:
+            _float32_group_norms(child)
+    return module
+
+
+class Layer(NamedTuple):
+    """A network layer as :func:`float32_layers` sees it (a TensorRT layer or an ONNX node).
+
+    kind: "conv", "matmul", "plugin", "shape", "topk", "norm", "sigmoid" or "other".
+    """
+
+    name: str
+    kind: str
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+
+
+BARRIER_KINDS = ("conv", "matmul", "plugin", "shape")  # the network's own compute; shape reads no values
+
+
+def float32_layers(layers: Sequence[Layer]) -> set[str]:
+    """Names of the layers an FP16 build of an FP32 graph must keep in float32 (TensorRT 10 weak typing).
+
+    The same parts :class:`MixedPrecisionNet` keeps in float32, found from the graph alone:
+    normalisations and sigmoids, and the in-graph post-processing, which is everything from the
+    first TopK on plus what feeds that TopK without passing a convolution, matmul or plugin
+    (the local-maximum filter and the category probabilities). ``layers`` are in network order.
+    """
+    producer = {t: i for i, layer in enumerate(layers) for t in layer.outputs}
+    consumers: dict[str, list[int]] = {}
+    for i, layer in enumerate(layers):
+        for t in layer.inputs:
+            consumers.setdefault(t, []).append(i)
+
+    keep = {i for i, layer in enumerate(layers) if layer.kind in ("norm", "sigmoid")}
+    topks = [i for i, layer in enumerate(layers) if layer.kind == "topk"]
+    if topks:
+        first = topks[0]
+        keep |= _closure(first, lambda i: [j for t in layers[i].outputs for j in consumers.get(t, [])])
+        # what feeds the first TopK without passing the network's own compute
+        keep |= _closure(first, lambda i: [producer[t] for t in layers[i].inputs
+                                           if t in producer and layers[producer[t]].kind not in BARRIER_KINDS])
+    return {layers[i].name for i in keep}
+
+
+def _closure(start: int, neighbours) -> set[int]:
+    seen, todo = set(), [start]
+    while todo:
+        i = todo.pop()
+        if i not in seen:
+            seen.add(i)
+            todo += neighbours(i)
+    return seen

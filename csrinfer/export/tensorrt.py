@@ -1,0 +1,401 @@
+"""ONNX -> TensorRT engine: the builder behind ``csrinfer build`` and ``csrinfer export`` (design.md §2-3).
+
+One function, :func:`build_engine`, in the order of NVIDIA's samples (samples/python/detectron2/
+build_engine.py): parse the ONNX graph, configure the builder, build, save the plan. Around it:
+
+- FP16 the way the installed TensorRT wants it. A graph with float16 tensors (the FP16 ONNX of
+  csrinfer/export/fp16.py) is built strongly typed, on TensorRT 10 and 11 alike. An FP32 graph
+  with ``fp16=True`` is built weakly typed with ``BuilderFlag.FP16`` on TensorRT 10, the
+  post-processing pinned to float32 (:func:`csrinfer.export.fp16.float32_layers`); TensorRT 11
+  has no such flag (every network is strongly typed) and is told to build the FP16 graph instead.
+- an optimisation profile (min/opt/max) for dynamic input shapes, a workspace limit, a timing
+  cache that is read before and saved after every build, the builder optimisation level, and
+  optional version-compatible / hardware-compatible engines;
+- ONNX parser errors reported node by node, and every failure raised as one
+  :class:`csrinfer.errors.ExportError` sentence (never ``sys.exit``);
+- the ``model.plan.json`` sidecar (csrinfer/runtime/engine_sidecar.py).
+
+Nothing here has run against TensorRT on this project's machines (TensorRT cannot be installed
+there); each call follows the TensorRT 10.x/11.x Python API reference cited at the call.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from csrinfer.errors import ExportError
+
+INPUT_NAME = "images"
+TOPK_MAX = 3840  # TensorRT's ITopKLayer keeps at most 3840 elements (ITopKLayer docs, "K ... <= 3840")
+DEFAULT_WORKSPACE_GIB = 4.0
+DEFAULT_OPT_LEVEL = 3  # TensorRT's own default; 0 builds fastest, 5 searches longest
+# Dynamic-shape profile when none is given: any letterboxed COCO image (short side 800, long side
+# at most 1333, padded to multiples of 32) fits between min and max.
+DEFAULT_MIN_HW, DEFAULT_OPT_HW, DEFAULT_MAX_HW = (32, 32), (800, 1344), (1344, 1344)
+
+
+@dataclass(frozen=True)
+class ShapeProfile:
+    """One input's optimisation profile: min <= opt <= max, dimension by dimension."""
+
+    min: tuple[int, ...]
+    opt: tuple[int, ...]
+    max: tuple[int, ...]
+
+    def __post_init__(self):
+        if not len(self.min) == len(self.opt) == len(self.max):
+            raise ValueError(f"profile shapes of different ranks: {_fmt(self.min)}, {_fmt(self.opt)}, {_fmt(self.max)}")
+        for lo, mid, hi in zip(self.min, self.opt, self.max):
+            if not 0 < lo <= mid <= hi:
+                raise ValueError(f"profile needs 0 < min <= opt <= max in every dimension, got min {_fmt(self.min)}, "
+                                 f"opt {_fmt(self.opt)}, max {_fmt(self.max)}")
+
+    def contains(self, shape: Sequence[int]) -> bool:
+        return len(shape) == len(self.min) and all(lo <= s <= hi for lo, s, hi in zip(self.min, shape, self.max))
+
+    def to_json(self) -> dict:
+        return {"min": list(self.min), "opt": list(self.opt), "max": list(self.max)}
+
+
+def parse_shape(text: str, name: str = INPUT_NAME) -> tuple[int, ...]:
+    """'1x3x800x1344' (or trtexec's 'images:1x3x800x1344') -> (1, 3, 800, 1344).
+
+    Raises ValueError with the expected form.
+    """
+    text = text.strip()
+    if ":" in text:
+        given, text = text.split(":", 1)
+        if given.strip() != name:
+            raise ValueError(f"shape '{given}:{text}' names input '{given.strip()}' but the model's input is '{name}'")
+    if not re.fullmatch(r"\s*\d+(\s*[xX]\s*\d+)*\s*", text):
+        raise ValueError(f"'{text}' is not a shape such as 1x3x800x1344 (N x C x H x W)")
+    dims = tuple(int(d) for d in re.split(r"[xX]", text.replace(" ", "")))
+    if any(d <= 0 for d in dims):
+        raise ValueError(f"shape '{text}' has a zero dimension")
+    return dims
+
+
+def resolve_profile(graph_shape: Sequence, min_shape=None, opt_shape=None, max_shape=None,
+                    opt_hw: Sequence[int] | None = None) -> ShapeProfile:
+    """The profile for an input whose ONNX shape is ``graph_shape`` (ints, or str/None for dynamic dims).
+
+    A static input takes its own shape (given shapes must equal it). A dynamic one takes the given
+    shapes; what is not given defaults to batch 1 and H x W from 32x32 (min) over ``opt_hw``
+    (default 800x1344) to 1344x1344 (max). Every shape must agree with the graph's static dims.
+    """
+    given = {"min": min_shape, "opt": opt_shape, "max": max_shape}
+    rank = len(graph_shape)
+    static = [d if isinstance(d, int) and d > 0 else None for d in graph_shape]
+    if all(d is not None for d in static):
+        for key, shape in given.items():
+            if shape is not None and tuple(shape) != tuple(static):
+                raise ExportError(f"the graph's input is static {_fmt(static)}, so --{key}-shape {_fmt(shape)} cannot "
+                                  f"apply; export with --dynamic for other shapes")
+        return ShapeProfile(tuple(static), tuple(static), tuple(static))
+    if rank != 4:
+        raise ExportError(f"expected a 4-D image input [N, 3, H, W], the graph's input has shape {graph_shape}")
+    defaults = {"min": (1, 3, *DEFAULT_MIN_HW), "opt": (1, 3, *(opt_hw or DEFAULT_OPT_HW)),
+                "max": (given["opt"][0] if given["opt"] else 1, 3, *DEFAULT_MAX_HW)}
+    shapes = {}
+    for key in ("min", "opt", "max"):
+        shape = given[key]
+        if shape is None:  # a default: the graph's static dims win
+            shape = tuple(d if d is not None else v for d, v in zip(static, defaults[key]))
+        shape = tuple(shape)
+        if len(shape) != rank:
+            raise ExportError(f"--{key}-shape {_fmt(shape)} has {len(shape)} dimensions, the input has {rank}")
+        fixed = [(i, d, v) for i, (d, v) in enumerate(zip(static, shape)) if d is not None and d != v]
+        if fixed:
+            i, d, v = fixed[0]
+            raise ExportError(f"--{key}-shape {_fmt(shape)} sets dimension {i} to {v}, but the graph fixes it to {d}")
+        shapes[key] = shape
+    try:
+        return ShapeProfile(shapes["min"], shapes["opt"], shapes["max"])
+    except ValueError as e:
+        raise ExportError(str(e)) from None
+
+
+def check_tensorrt_limits(proto) -> None:
+    """Raise ExportError if the graph asks TensorRT for more than it can do (TopK k <= 3840).
+
+    The in-graph post-processing keeps ``nms_pre`` candidates and ``max_per_img`` instances
+    with TopK; SOLOv2's 500 and 100 are well inside the limit, a larger ``nms_pre`` is not.
+    """
+    from onnx import numpy_helper
+
+    constants = {t.name: t for t in proto.graph.initializer}
+    for node in proto.graph.node:
+        if node.op_type == "Constant":
+            for a in node.attribute:
+                if a.name == "value" and a.HasField("t"):
+                    constants[node.output[0]] = a.t
+    for node in proto.graph.node:
+        if node.op_type != "TopK" or len(node.input) < 2 or node.input[1] not in constants:
+            continue
+        k = int(numpy_helper.to_array(constants[node.input[1]]).reshape(-1)[0])
+        if k > TOPK_MAX:
+            raise ExportError(f"TopK node '{node.name}' keeps {k} elements but TensorRT's TopK keeps at most "
+                              f"{TOPK_MAX}; lower the config's inference.nms_pre (or max_per_img) and export again")
+
+
+def default_timing_cache(tensorrt_version: str, gpu_name: str) -> Path:
+    """~/.cache/csrinfer/tensorrt-<version>-<gpu>.timing: a cache is valid for one TensorRT and GPU."""
+    root = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "csrinfer"
+    gpu = re.sub(r"[^A-Za-z0-9]+", "-", gpu_name).strip("-").lower()
+    return root / f"tensorrt-{tensorrt_version}-{gpu}.timing"
+
+
+def build_engine(onnx_path: str | os.PathLike, plan_path: str | os.PathLike | None = None, *, fp16: bool = True,
+                 min_shape: Sequence[int] | None = None, opt_shape: Sequence[int] | None = None,
+                 max_shape: Sequence[int] | None = None, workspace_gib: float = DEFAULT_WORKSPACE_GIB,
+                 timing_cache: str | os.PathLike | bool = True, opt_level: int = DEFAULT_OPT_LEVEL,
+                 version_compatible: bool = False, hardware_compatible: bool = False,
+                 verbose: bool = False) -> Path:
+    """Build a TensorRT engine from an ONNX graph; write ``plan_path`` and ``plan_path``.json.
+
+    Args:
+        onnx_path: the graph (standard ops, or with D2SFused plugin nodes; FP32 or FP16).
+        plan_path: where the engine goes (default: the ONNX path with suffix ``.plan``).
+        fp16: build an FP16 engine (see the module docstring for how each TensorRT does it).
+        min_shape, opt_shape, max_shape: the optimisation profile of a dynamic graph's input
+            (N, 3, H, W); defaults in :func:`resolve_profile`.
+        workspace_gib: memory TensorRT's tactics may use as scratch space.
+        timing_cache: True for the default cache file, a path, or False for none.
+        opt_level: builder optimisation level 0-5.
+        version_compatible: the engine also runs on later TensorRT versions (slower to load).
+        hardware_compatible: the engine runs on every Ampere or newer GPU, not only this one's kind.
+        verbose: TensorRT's verbose log.
+    Returns:
+        the plan path.
+
+    Example:
+        >>> build_engine("model.onnx", "model.plan", fp16=True)
+        PosixPath('model.plan')
+    """
+    import onnx
+
+    from csrinfer.export.fp16 import graph_precision
+    from csrinfer.export.onnx import read_metadata
+    from csrinfer.export.plugin_graph import custom_ops, fused_nodes
+    from csrinfer.runtime.engine_sidecar import EngineRecord, utc_now, write_sidecar
+    from csrinfer.runtime.tensorrt_env import gpu, import_tensorrt
+
+    onnx_path = Path(onnx_path)
+    plan_path = Path(plan_path) if plan_path is not None else onnx_path.with_suffix(".plan")
+    if not onnx_path.is_file():
+        raise ExportError(f"ONNX file {onnx_path} does not exist")
+    if not 0 <= opt_level <= 5:
+        raise ExportError(f"builder optimisation level must be 0-5, got {opt_level}")
+    try:
+        proto = onnx.load(str(onnx_path), load_external_data=False)
+    except Exception as e:  # protobuf raises DecodeError and others on foreign bytes
+        raise ExportError(f"{onnx_path} is not a readable ONNX file ({type(e).__name__})") from None
+    check_tensorrt_limits(proto)
+    trt = import_tensorrt()
+    device = gpu()
+    if hardware_compatible and device.compute_capability < (8, 0):
+        raise ExportError(f"hardware-compatible engines need an Ampere or newer GPU to build on; {device.name} is "
+                          f"compute capability {device.compute_capability[0]}.{device.compute_capability[1]}")
+    plugins = custom_ops(proto)
+    if fused_nodes(proto):
+        if version_compatible:
+            raise ExportError("a version-compatible engine cannot carry the D2SFused plugin here; export the graph "
+                              "without --plugin to build one")
+        from csrinfer.plugins.tensorrt_plugin import register
+
+        register(arch="compute_80" if hardware_compatible else None)
+
+    graph_fp16 = graph_precision(proto) == "fp16"
+    weak_fp16 = fp16 and not graph_fp16
+    if weak_fp16 and not hasattr(trt.BuilderFlag, "FP16"):
+        raise ExportError(f"TensorRT {trt.__version__} builds only strongly typed networks, so the FP32 graph "
+                          f"{onnx_path.name} would give an FP32 engine: export the FP16 graph (`csrinfer export "
+                          f"--ckpt CKPT --fp16-onnx`) and build that, or build with --fp32")
+    precision = "fp16" if (graph_fp16 or weak_fp16) else "fp32"
+
+    logger = _logger(trt, verbose)
+    builder = trt.Builder(logger)
+    network = builder.create_network(0 if weak_fp16 else _strongly_typed_flags(trt))
+    parser = trt.OnnxParser(network, logger)
+    _parse(parser, onnx_path, trt.__version__)
+    config = builder.create_builder_config()
+    profile = _input_profile(network, min_shape, opt_shape, max_shape, read_metadata(proto))
+    if any(d < 0 for d in network.get_input(0).shape):
+        # TensorRT Python API: IOptimizationProfile.set_shape(input, min, opt, max)
+        trt_profile = builder.create_optimization_profile()
+        trt_profile.set_shape(network.get_input(0).name, profile.min, profile.opt, profile.max)
+        config.add_optimization_profile(trt_profile)
+    _configure(trt, config, network, weak_fp16, workspace_gib, opt_level, version_compatible, hardware_compatible)
+    cache_path = None
+    if timing_cache:
+        cache_path = (default_timing_cache(trt.__version__, device.name) if timing_cache is True
+                      else Path(timing_cache))
+        _load_timing_cache(config, cache_path)
+
+    serialized = builder.build_serialized_network(network, config)
+    if serialized is None:
+        raise ExportError(f"TensorRT {trt.__version__} could not build an engine from {onnx_path.name}: "
+                          f"{logger.first_error() or 'no reason given; rerun with --verbose'}")
+    from csrinfer.checkpoint import atomic_write
+
+    atomic_write(plan_path, lambda tmp: Path(tmp).write_bytes(memoryview(serialized)))
+    if cache_path is not None:
+        _save_timing_cache(config, cache_path)
+    record = EngineRecord(
+        tensorrt_version=trt.__version__, gpu_name=device.name, compute_capability=device.compute_capability,
+        precision=precision, input_shapes={network.get_input(0).name: profile.to_json()}, plugins=plugins,
+        version_compatible=version_compatible,
+        hardware_compatibility="ampere_plus" if hardware_compatible else "none",
+        onnx=onnx_path.name, onnx_sha256=_sha256(onnx_path), built=utc_now(),
+        options={"workspace_gib": workspace_gib, "opt_level": opt_level,
+                 "typing": "weak+FP16 flag" if weak_fp16 else "strong",
+                 "timing_cache": str(cache_path) if cache_path else None})
+    write_sidecar(plan_path, read_metadata(proto), record)
+    return plan_path
+
+
+def _strongly_typed_flags(trt) -> int:
+    # NetworkDefinitionCreationFlag.STRONGLY_TYPED: opt-in on TensorRT 10, accepted and ignored on 11
+    # where every network is strongly typed (TensorRT 11.0 release notes).
+    flag = getattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED", None)
+    return 0 if flag is None else 1 << int(flag)
+
+
+def _logger(trt, verbose: bool):
+    """A trt.ILogger that prints warnings and errors (everything when verbose) and keeps the errors."""
+
+    class Logger(trt.ILogger):
+        def __init__(self):
+            trt.ILogger.__init__(self)  # pybind11 trampolines need the base __init__ (Polygraphy does so)
+            self.errors: list[str] = []
+
+        def log(self, severity, msg):
+            if severity in (trt.ILogger.Severity.ERROR, trt.ILogger.Severity.INTERNAL_ERROR):
+                self.errors.append(msg)
+            if verbose or severity in (trt.ILogger.Severity.ERROR, trt.ILogger.Severity.INTERNAL_ERROR,
+                                       trt.ILogger.Severity.WARNING):
+                print(f"[TensorRT] {severity.name}: {msg}", flush=True)
+
+        def first_error(self) -> str:
+            return self.errors[0].strip() if self.errors else ""
+
+    return Logger()
+
+
+def _parse(parser, onnx_path: Path, version: str) -> None:
+    """Parse the graph; on failure one ExportError listing every rejected node."""
+    # OnnxParser.parse_from_file reads external weights relative to the model file.
+    if parser.parse_from_file(str(onnx_path)):
+        return
+    problems = []
+    for i in range(parser.num_errors):
+        err = parser.get_error(i)
+        # IParserError: node() index, node_name(), node_operator(), desc() (TensorRT Python API, Onnx Parser)
+        op, name, desc = err.node_operator(), err.node_name(), err.desc().strip().rstrip(".")
+        if op == "D2SFused" and "plugin" in desc.lower():
+            problems.append(f"node {err.node()} '{name}' needs the plugin csrinfer::D2SFused, which is not "
+                            f"registered ({desc})")
+        elif err.node() >= 0:
+            problems.append(f"node {err.node()} '{name}' ({op}) is not supported: {desc}")
+        else:
+            problems.append(desc)
+    raise ExportError(f"TensorRT {version} cannot parse {onnx_path.name}: " + "; ".join(problems or ["unknown error"]))
+
+
+def _input_profile(network, min_shape, opt_shape, max_shape, metadata: dict) -> ShapeProfile:
+    if network.num_inputs != 1:
+        raise ExportError(f"expected one input '{INPUT_NAME}', the graph has {network.num_inputs}")
+    tensor = network.get_input(0)
+    graph_shape = [d if d >= 0 else None for d in tensor.shape]
+    opt_hw = metadata.get("input_size") or None
+    return resolve_profile(graph_shape, min_shape, opt_shape, max_shape, opt_hw=opt_hw)
+
+
+def _configure(trt, config, network, weak_fp16: bool, workspace_gib: float, opt_level: int,
+               version_compatible: bool, hardware_compatible: bool) -> None:
+    # IBuilderConfig.set_memory_pool_limit(MemoryPoolType.WORKSPACE, bytes) replaced max_workspace_size in 8.4.
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_gib * (1 << 30)))
+    config.builder_optimization_level = opt_level
+    if weak_fp16:
+        config.set_flag(trt.BuilderFlag.FP16)
+        _pin_float32(trt, config, network)
+    if version_compatible:
+        config.set_flag(trt.BuilderFlag.VERSION_COMPATIBLE)
+    if hardware_compatible:
+        config.hardware_compatibility_level = trt.HardwareCompatibilityLevel.AMPERE_PLUS
+
+
+def _pin_float32(trt, config, network) -> None:
+    """Weak typing: keep float32 where csrinfer/export/fp16.py says FP16 is not safe (TensorRT 10 only)."""
+    from csrinfer.export.fp16 import Layer, float32_layers
+
+    kinds = {trt.LayerType.CONVOLUTION: "conv", trt.LayerType.DECONVOLUTION: "conv",
+             trt.LayerType.MATRIX_MULTIPLY: "matmul", trt.LayerType.PLUGIN_V2: "plugin",
+             trt.LayerType.PLUGIN_V3: "plugin", trt.LayerType.SHAPE: "shape", trt.LayerType.TOPK: "topk",
+             trt.LayerType.NORMALIZATION: "norm"}
+    layers, trt_layers = [], []
+    for i in range(network.num_layers):
+        layer = network.get_layer(i)
+        kind = kinds.get(layer.type, "other")
+        if layer.type == trt.LayerType.ACTIVATION:
+            # get_layer returns an ILayer; reading the activation type needs the subclass, the way
+            # Polygraphy's TensorRT utilities cast layers. IActivationLayer.type is the ActivationType.
+            activation = network.get_layer(i)
+            activation.__class__ = trt.IActivationLayer
+            kind = "sigmoid" if activation.type == trt.ActivationType.SIGMOID else kind
+        ins = tuple(layer.get_input(j).name for j in range(layer.num_inputs) if layer.get_input(j) is not None)
+        outs = tuple(layer.get_output(j).name for j in range(layer.num_outputs))
+        layers.append(Layer(layer.name, kind, ins, outs))
+        trt_layers.append(layer)
+    keep = float32_layers(layers)
+    floats = (trt.float32, trt.float16)
+    for layer in trt_layers:
+        if layer.name not in keep:
+            continue
+        tensors = [layer.get_input(j) for j in range(layer.num_inputs)] + \
+                  [layer.get_output(j) for j in range(layer.num_outputs)]
+        if not any(t is not None and t.dtype in floats for t in tensors):
+            continue  # integer/shape layers have no float precision to pin
+        layer.precision = trt.float32  # ILayer.precision / set_output_type: weak typing only (removed in 11)
+        for j in range(layer.num_outputs):
+            if layer.get_output(j).dtype in floats:
+                layer.set_output_type(j, trt.float32)
+    config.set_flag(trt.BuilderFlag.OBEY_PRECISION_CONSTRAINTS)
+
+
+def _load_timing_cache(config, path: Path) -> None:
+    # IBuilderConfig.create_timing_cache(serialized) + set_timing_cache(cache, ignore_mismatch): an empty
+    # buffer creates a new cache (TensorRT Python API, IBuilderConfig).
+    data = b""
+    if path.is_file():
+        data = path.read_bytes()
+    cache = config.create_timing_cache(data)
+    if cache is None or not config.set_timing_cache(cache, ignore_mismatch=False):
+        warnings.warn(f"timing cache {path} belongs to another TensorRT or GPU; starting a new one", stacklevel=3)
+        config.set_timing_cache(config.create_timing_cache(b""), ignore_mismatch=False)
+
+
+def _save_timing_cache(config, path: Path) -> None:
+    from csrinfer.checkpoint import atomic_write
+
+    cache = config.get_timing_cache()
+    if cache is not None:
+        atomic_write(path, lambda tmp: Path(tmp).write_bytes(memoryview(cache.serialize())))
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _fmt(shape) -> str:
+    return "x".join(str(d) for d in shape)
