@@ -1,14 +1,69 @@
-"""``csrinfer build``: not built yet (issue 6, TensorRT)."""
+"""``csrinfer build``: ONNX -> TensorRT engine (csrinfer/export/tensorrt.py) plus its ``.json`` sidecar."""
+
+from __future__ import annotations
 
 import argparse
 
-from csrinfer.cli.common import not_built
+HELP = "build a TensorRT engine (FP16 by default) from an ONNX file"
 
-HELP = "build a TensorRT engine from an ONNX file (not built yet)"
+
+def shape_arg(text: str) -> tuple[int, ...]:
+    """argparse type for '1x3x800x1344' (or 'images:1x3x800x1344')."""
+    from csrinfer.export.tensorrt import parse_shape
+
+    try:
+        return parse_shape(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def add_engine_arguments(p) -> None:
+    """Builder flags shared by ``csrinfer build`` and ``csrinfer export``."""
+    g = p.add_argument_group("TensorRT engine")
+    g.add_argument("--fp32", action="store_true", help="build an FP32 engine (default: FP16)")
+    g.add_argument("--min-shape", type=shape_arg, metavar="NxCxHxW",
+                   help="smallest input of a dynamic graph (default 1x3x32x32)")
+    g.add_argument("--opt-shape", type=shape_arg, metavar="NxCxHxW",
+                   help="input TensorRT tunes for (default 1x3x800x1344)")
+    g.add_argument("--max-shape", type=shape_arg, metavar="NxCxHxW",
+                   help="largest input of a dynamic graph (default: the opt batch x3x1344x1344)")
+    g.add_argument("--workspace", type=float, default=4.0, metavar="GIB", help="builder scratch memory (default 4)")
+    g.add_argument("--timing-cache", metavar="PATH",
+                   help="timing cache to read and update (default ~/.cache/csrinfer/tensorrt-VERSION-GPU.timing)")
+    g.add_argument("--no-timing-cache", action="store_true", help="build without a timing cache")
+    g.add_argument("--opt-level", type=int, default=3, choices=range(6), metavar="0-5",
+                   help="builder optimisation level (default 3; 5 searches longest)")
+    g.add_argument("--version-compatible", action="store_true",
+                   help="engine also runs on later TensorRT versions (not with --plugin graphs)")
+    g.add_argument("--hardware-compatible", action="store_true",
+                   help="engine runs on every Ampere or newer GPU, not only this kind")
+    g.add_argument("--verbose", action="store_true", help="TensorRT's verbose log")
+
+
+def engine_options(args) -> dict:
+    """``build_engine`` keyword arguments from the flags of :func:`add_engine_arguments`."""
+    timing_cache = False if args.no_timing_cache else (args.timing_cache or True)
+    return dict(fp16=not args.fp32, min_shape=args.min_shape, opt_shape=args.opt_shape, max_shape=args.max_shape,
+                workspace_gib=args.workspace, timing_cache=timing_cache, opt_level=args.opt_level,
+                version_compatible=args.version_compatible, hardware_compatible=args.hardware_compatible,
+                verbose=args.verbose)
 
 
 def add_arguments(p) -> None:
-    p.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+    p.add_argument("--onnx", required=True, help="the ONNX graph (standard, --plugin or --fp16-onnx export)")
+    p.add_argument("--out", help="engine path (default: the ONNX path with suffix .plan)")
+    add_engine_arguments(p)
 
 
-run = not_built("build", "issue 6, TensorRT")
+def run(args) -> int:
+    from csrinfer.export.tensorrt import build_engine
+    from csrinfer.runtime.engine_sidecar import read_sidecar, sidecar_path
+
+    plan = build_engine(args.onnx, args.out, **engine_options(args))
+    _, record = read_sidecar(plan)
+    shapes = record.input_shapes.get("images", {})
+    size = "x".join(map(str, shapes.get("opt", []))) or "?"
+    plugins = ", ".join(f"{p['domain']}::{p['op']} x{p['count']}" for p in record.plugins) or "none"
+    print(f"wrote {plan} ({record.precision.upper()}, input {size}, TensorRT {record.tensorrt_version}, "
+          f"{record.gpu_name}, plugins: {plugins}) and {sidecar_path(plan).name}")
+    return 0

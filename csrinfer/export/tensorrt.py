@@ -184,7 +184,7 @@ def build_engine(onnx_path: str | os.PathLike, plan_path: str | os.PathLike | No
     from csrinfer.export.onnx import read_metadata
     from csrinfer.export.plugin_graph import custom_ops, fused_nodes
     from csrinfer.runtime.engine_sidecar import EngineRecord, utc_now, write_sidecar
-    from csrinfer.runtime.tensorrt_env import gpu, import_tensorrt
+    from csrinfer.runtime.tensorrt_env import gpu, import_tensorrt, make_logger
 
     onnx_path = Path(onnx_path)
     plan_path = Path(plan_path) if plan_path is not None else onnx_path.with_suffix(".plan")
@@ -219,7 +219,7 @@ def build_engine(onnx_path: str | os.PathLike, plan_path: str | os.PathLike | No
                           f"--ckpt CKPT --fp16-onnx`) and build that, or build with --fp32")
     precision = "fp16" if (graph_fp16 or weak_fp16) else "fp32"
 
-    logger = _logger(trt, verbose)
+    logger = make_logger(trt, verbose)
     builder = trt.Builder(logger)
     network = builder.create_network(0 if weak_fp16 else _strongly_typed_flags(trt))
     parser = trt.OnnxParser(network, logger)
@@ -265,27 +265,6 @@ def _strongly_typed_flags(trt) -> int:
     # where every network is strongly typed (TensorRT 11.0 release notes).
     flag = getattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED", None)
     return 0 if flag is None else 1 << int(flag)
-
-
-def _logger(trt, verbose: bool):
-    """A trt.ILogger that prints warnings and errors (everything when verbose) and keeps the errors."""
-
-    class Logger(trt.ILogger):
-        def __init__(self):
-            trt.ILogger.__init__(self)  # pybind11 trampolines need the base __init__ (Polygraphy does so)
-            self.errors: list[str] = []
-
-        def log(self, severity, msg):
-            if severity in (trt.ILogger.Severity.ERROR, trt.ILogger.Severity.INTERNAL_ERROR):
-                self.errors.append(msg)
-            if verbose or severity in (trt.ILogger.Severity.ERROR, trt.ILogger.Severity.INTERNAL_ERROR,
-                                       trt.ILogger.Severity.WARNING):
-                print(f"[TensorRT] {severity.name}: {msg}", flush=True)
-
-        def first_error(self) -> str:
-            return self.errors[0].strip() if self.errors else ""
-
-    return Logger()
 
 
 def _parse(parser, onnx_path: Path, version: str) -> None:

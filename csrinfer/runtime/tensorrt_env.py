@@ -9,6 +9,7 @@ own samples query the device since TensorRT 10.13 (samples/python/common_runtime
 from __future__ import annotations
 
 import re
+import sys
 from dataclasses import dataclass
 
 from csrinfer.errors import BackendUnavailableError
@@ -115,3 +116,24 @@ def _cuda_python_gpu(index: int) -> Gpu | None:
         return None
     name = props.name.decode(errors="replace") if isinstance(props.name, bytes) else str(props.name)
     return Gpu(index, name.rstrip("\x00"), (int(props.major), int(props.minor)), driver_cuda_version())
+
+
+def make_logger(trt, verbose: bool = False):
+    """A trt.ILogger that prints warnings and errors (everything when verbose) and keeps the errors."""
+
+    class Logger(trt.ILogger):
+        def __init__(self):
+            trt.ILogger.__init__(self)  # pybind11 trampolines need the base __init__ (Polygraphy does so)
+            self.errors: list[str] = []
+
+        def log(self, severity, msg):
+            if severity in (trt.ILogger.Severity.ERROR, trt.ILogger.Severity.INTERNAL_ERROR):
+                self.errors.append(msg)
+            if verbose or severity in (trt.ILogger.Severity.ERROR, trt.ILogger.Severity.INTERNAL_ERROR,
+                                       trt.ILogger.Severity.WARNING):
+                print(f"[TensorRT] {severity.name}: {msg}", file=sys.stderr, flush=True)
+
+        def first_error(self) -> str:
+            return self.errors[0].strip() if self.errors else ""
+
+    return Logger()

@@ -1,0 +1,50 @@
+"""``csrinfer build``: flags, and one-line errors without a traceback."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+
+from csrinfer.cli import build_parser, main
+from csrinfer.cli.build import engine_options
+
+
+def test_flags_become_builder_options():
+    args = build_parser().parse_args(["build", "--onnx", "m.onnx", "--fp32", "--min-shape", "1x3x320x320",
+                                      "--opt-shape", "images:2x3x640x640", "--max-shape", "4x3x1344x1344",
+                                      "--workspace", "2", "--opt-level", "5", "--no-timing-cache",
+                                      "--hardware-compatible"])
+    opts = engine_options(args)
+    assert opts["fp16"] is False and opts["timing_cache"] is False and opts["workspace_gib"] == 2.0
+    assert opts["min_shape"] == (1, 3, 320, 320) and opts["opt_shape"] == (2, 3, 640, 640)
+    assert opts["max_shape"] == (4, 3, 1344, 1344) and opts["opt_level"] == 5 and opts["hardware_compatible"]
+    defaults = engine_options(build_parser().parse_args(["build", "--onnx", "m.onnx"]))
+    assert defaults["fp16"] is True and defaults["timing_cache"] is True and defaults["min_shape"] is None
+    cached = engine_options(build_parser().parse_args(["build", "--onnx", "m.onnx", "--timing-cache", "t.cache"]))
+    assert cached["timing_cache"] == "t.cache"
+
+
+def test_a_malformed_shape_is_an_argparse_error(capsys):
+    with pytest.raises(SystemExit) as e:
+        build_parser().parse_args(["build", "--onnx", "m.onnx", "--min-shape", "800,1344"])
+    assert e.value.code == 2
+    assert "'800,1344' is not a shape such as 1x3x800x1344" in capsys.readouterr().err
+
+
+def test_missing_onnx_is_one_line(tmp_path, capsys):
+    assert main(["build", "--onnx", str(tmp_path / "nope.onnx")]) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == f"csrinfer build: error: ONNX file {tmp_path / 'nope.onnx'} does not exist"
+
+
+def test_missing_tensorrt_is_one_line_with_the_install_command(tmp_path, capsys, monkeypatch):
+    from tests.export.test_tensorrt import topk_graph
+
+    onnx_path = tmp_path / "m.onnx"
+    onnx_path.write_bytes(topk_graph(10).SerializeToString())
+    monkeypatch.setitem(sys.modules, "tensorrt", None)
+    assert main(["build", "--onnx", str(onnx_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert "TensorRT is not installed: pip install 'csrinfer[trt]' --extra-index-url https://pypi.nvidia.com" in err
