@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 
 import numpy as np
+import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
@@ -152,3 +153,125 @@ def test_engine_of_the_small_model_matches_onnx_runtime(tmp_path, small_model): 
     want = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"]).run(None, {"images": images})
     got = TensorRTBackend(plan).infer({"images": images})
     np.testing.assert_allclose(got["scores"].cpu().numpy(), want[0], atol=1e-2)
+
+
+# --- The builder's own code paths, walked against a recording stand-in for TensorRT -------------
+
+@pytest.fixture()
+def fake_trt(monkeypatch, tmp_path):
+    """`tensorrt` replaced by tests/export/fake_tensorrt.py, a GPU that says it is an A100."""
+    import importlib
+
+    from csrinfer.runtime import tensorrt_env
+
+    fake = importlib.import_module("tests.export.fake_tensorrt")
+    monkeypatch.setitem(sys.modules, "tensorrt", fake)
+    monkeypatch.setattr(tensorrt_env, "gpu", lambda index=0: tensorrt_env.Gpu(0, "NVIDIA A100-SXM4-80GB", (8, 0)))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    return fake
+
+
+def small_graph(dtype=TensorProto.FLOAT, batch=1, extra_node=None):
+    """images -> Conv -> InstanceNorm -> Relu -> Sigmoid -> Reshape -> TopK -> Mul: a network and its post-processing."""
+    np_dtype = np.float16 if dtype == TensorProto.FLOAT16 else np.float32
+    rng = np.random.default_rng(0)
+    inits = [numpy_helper.from_array(rng.standard_normal((4, 3, 3, 3)).astype(np_dtype), "w"),
+             numpy_helper.from_array(np.ones(4, np_dtype), "s"), numpy_helper.from_array(np.zeros(4, np_dtype), "b"),
+             numpy_helper.from_array(np.array([batch, -1], np.int64), "flat"),
+             numpy_helper.from_array(np.array([5], np.int64), "k")]
+    nodes = [helper.make_node("Conv", ["images", "w"], ["c"], name="conv", pads=[1, 1, 1, 1]),
+             helper.make_node("InstanceNormalization", ["c", "s", "b"], ["n"], name="norm"),
+             helper.make_node("Relu", ["n"], ["r"], name="relu"),
+             helper.make_node("Sigmoid", ["r"], ["p"], name="sigmoid"),
+             helper.make_node("Reshape", ["p", "flat"], ["f"], name="flatten"),
+             helper.make_node("TopK", ["f", "k"], ["scores", "idx"], name="topk"),
+             helper.make_node("Mul", ["scores", "scores"], ["sq"], name="square")]
+    if extra_node is not None:
+        nodes.append(extra_node)
+    b = "batch" if batch == -1 else batch
+    graph = helper.make_graph(nodes, "small", [helper.make_tensor_value_info("images", TensorProto.FLOAT, [b, 3, "h", "w"]
+                                                                            if batch == -1 else [b, 3, 8, 8])],
+                              [helper.make_tensor_value_info("sq", dtype, None)], initializer=inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    from csrinfer.export.onnx import set_metadata
+
+    set_metadata(model, {"format": "csrinfer-model", "class_names": ["a"], "input_size": [64, 96]})
+    return model
+
+
+def test_fp32_graph_with_fp16_on_tensorrt_10_pins_post_processing_to_float32(tmp_path, fake_trt):
+    from csrinfer.runtime.engine_sidecar import read_sidecar
+
+    onnx_path = tmp_path / "m.onnx"
+    onnx.save(small_graph(), str(onnx_path))
+    plan = build_engine(onnx_path, workspace_gib=1.5, opt_level=4)
+    assert plan == tmp_path / "m.plan" and plan.is_file()
+    built = fake_trt.Builder.last
+    assert built.network.flags == 0  # weakly typed: the FP16 flag decides
+    flags = built.config.flags
+    assert fake_trt.BuilderFlag.FP16 in flags and fake_trt.BuilderFlag.OBEY_PRECISION_CONSTRAINTS in flags
+    assert built.config.pools[fake_trt.MemoryPoolType.WORKSPACE] == int(1.5 * 2**30)
+    assert built.config.builder_optimization_level == 4 and built.config.profiles == []  # static input
+    pinned = {layer.name for layer in built.network.layers if layer.precision == fake_trt.float32}
+    # everything from the convolution on feeds the TopK or follows it (csrinfer.export.fp16.float32_layers)
+    assert pinned == {"norm", "relu", "sigmoid", "flatten", "topk", "square"}
+    topk = next(layer for layer in built.network.layers if layer.name == "topk")
+    assert topk.output_types == {0: fake_trt.float32}  # float values pinned, int64 indices left alone
+    metadata, record = read_sidecar(plan)
+    assert metadata["class_names"] == ["a"] and record.precision == "fp16" and record.gpu_name.startswith("NVIDIA A100")
+    assert record.tensorrt_version == "10.13.0.35" and record.options["typing"] == "weak+FP16 flag"
+    assert record.input_shapes == {"images": {"min": [1, 3, 8, 8], "opt": [1, 3, 8, 8], "max": [1, 3, 8, 8]}}
+    cache = tmp_path / "cache" / "csrinfer" / "tensorrt-10.13.0.35-nvidia-a100-sxm4-80gb.timing"
+    assert cache.read_bytes() == b"+timed"  # saved after the build...
+    build_engine(onnx_path)
+    assert cache.read_bytes() == b"+timed+timed"  # ...and read before the next one
+
+
+def test_fp16_graph_is_built_strongly_typed(tmp_path, fake_trt):
+    from csrinfer.runtime.engine_sidecar import read_sidecar
+
+    onnx_path = tmp_path / "m16.onnx"
+    onnx.save(small_graph(TensorProto.FLOAT16), str(onnx_path))
+    plan = build_engine(onnx_path, tmp_path / "out" / "e.engine", timing_cache=False)
+    built = fake_trt.Builder.last
+    assert built.network.flags == 1 << int(fake_trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
+    assert fake_trt.BuilderFlag.FP16 not in built.config.flags and built.config.cache is None
+    assert read_sidecar(plan)[1].precision == "fp16"
+
+
+def test_tensorrt_11_without_the_fp16_flag_asks_for_the_fp16_graph(tmp_path, fake_trt, monkeypatch):
+    import enum
+
+    class BuilderFlag(enum.IntEnum):  # TensorRT 11: weak typing flags removed
+        VERSION_COMPATIBLE = 14
+
+    monkeypatch.setattr(fake_trt, "BuilderFlag", BuilderFlag)
+    onnx_path = tmp_path / "m.onnx"
+    onnx.save(small_graph(), str(onnx_path))
+    with pytest.raises(ExportError, match="builds only strongly typed networks.*--fp16-onnx.*--fp32"):
+        build_engine(onnx_path)
+    build_engine(onnx_path, fp16=False)
+    assert fake_trt.Builder.last.network.flags == 1 << int(fake_trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
+
+
+def test_dynamic_graph_gets_an_optimisation_profile(tmp_path, fake_trt):
+    from csrinfer.runtime.engine_sidecar import read_sidecar
+
+    onnx_path = tmp_path / "d.onnx"
+    onnx.save(small_graph(batch=-1), str(onnx_path))
+    plan = build_engine(onnx_path, fp16=False, max_shape=(2, 3, 640, 640), hardware_compatible=True)
+    config = fake_trt.Builder.last.config
+    assert config.profiles[0].shapes == {"images": ((1, 3, 32, 32), (1, 3, 64, 96), (2, 3, 640, 640))}
+    assert config.hardware_compatibility_level == fake_trt.HardwareCompatibilityLevel.AMPERE_PLUS
+    record = read_sidecar(plan)[1]
+    assert record.hardware_compatibility == "ampere_plus" and record.input_shapes["images"]["max"] == [2, 3, 640, 640]
+
+
+def test_parser_errors_are_reported_node_by_node(tmp_path, fake_trt):
+    node = helper.make_node("Mystery", ["sq"], ["out"], name="odd_one", domain="elsewhere")
+    onnx_path = tmp_path / "m.onnx"
+    onnx.save(small_graph(extra_node=node), str(onnx_path))
+    with pytest.raises(ExportError, match=r"TensorRT 10.13.0.35 cannot parse m.onnx: node 7 'odd_one' \(Mystery\) "
+                                          r"is not supported: Plugin not found"):
+        build_engine(onnx_path)
+    assert not (tmp_path / "m.plan").exists()
