@@ -545,6 +545,7 @@ def parse_args(argv=None):
     p.add_argument("--compile", choices=("fp32", "both", "none"), default=None,
                    help="torch.compile variants (default: both; fp32 with --quick)")
     p.add_argument("--budget-s", type=float, default=300.0, help="skip stages that would end after this")
+    p.add_argument("--cudnn-benchmark", action="store_true", help="torch.backends.cudnn.benchmark for every variant")
     p.add_argument("--skip", nargs="*", default=[], choices=("correctness", "speed", "e2e"))
     args = p.parse_args(argv)
     small = REPO / "models" / "csr_d2s_r18_small.yaml"
@@ -564,7 +565,9 @@ def main(argv=None) -> int:
         return 2
     else:
         device = torch.device("cuda")
-        torch.backends.cudnn.benchmark = True
+        # Off by default: autotuning every convolution shape of each precision variant costs
+        # tens of seconds of the run, and cuDNN's heuristics serve all variants alike.
+        torch.backends.cudnn.benchmark = args.cudnn_benchmark
     res = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
            "command": " ".join(shlex.quote(a) for a in [sys.executable, *sys.argv]) if argv is None
            else "gpu_kernel.main(" + repr(argv) + ")",

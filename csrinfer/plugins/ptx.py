@@ -88,13 +88,15 @@ def _pick_compiler(compiler: str) -> str:
         raise ValueError(f"compiler must be 'auto', 'nvrtc' or 'nvcc', got '{compiler}'")
     if compiler in ("auto", "nvrtc"):
         try:
-            from cuda.bindings import nvrtc  # noqa: F401
+            from cuda.bindings import nvrtc
 
+            nvrtc.nvrtcVersion()  # loads libnvrtc: cuda-python can be installed without it
             return "nvrtc"
-        except ImportError:
+        except Exception as exc:  # ImportError, or the library not found
             if compiler == "nvrtc":
                 raise BackendUnavailableError(
-                    "NVRTC is not available: install cuda-python (pip install 'csrinfer[cuda]')") from None
+                    f"NVRTC is not available ({type(exc).__name__}): install cuda-python "
+                    "(pip install 'csrinfer[cuda]')") from None
     if shutil.which("nvcc") is None:
         raise BackendUnavailableError(
             "cannot compile the D2S kernel: neither cuda-python (NVRTC) nor nvcc is installed")

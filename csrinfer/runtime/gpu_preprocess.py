@@ -90,7 +90,7 @@ def letterbox_tensor(image_bgr, device=None, short_side: int = 800, max_size: in
 
     Same contract as :func:`csrinfer.runtime.preprocess.letterbox`, computed on ``device``.
     """
-    image = torch.as_tensor(image_bgr)
+    image = torch.as_tensor(np.ascontiguousarray(image_bgr) if isinstance(image_bgr, np.ndarray) else image_bgr)
     if image.dim() != 3 or image.shape[2] != 3 or image.dtype != torch.uint8:
         raise ValueError(f"letterbox_tensor takes uint8 BGR [H, W, 3], got {image.dtype} {tuple(image.shape)}")
     h, w = image.shape[:2]
