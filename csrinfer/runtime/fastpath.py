@@ -1,0 +1,106 @@
+"""The GPU fast path of the PyTorch backend (issue 5): what each switch does, and the network it runs.
+
+Five independent switches (:class:`FastPathOptions`), all off by default (plain eager FP32,
+the paper's setting):
+
+- ``fp16``: half-precision weights and activations for the network; the in-graph
+  post-processing (sigmoid, TopK, maskness, Matrix NMS) still runs in FP32 on the upcast
+  head outputs, so mask areas and IoUs are exact sums rather than FP16 roundings.
+- ``channels_last``: NHWC memory layout for weights and activations (cuDNN's tensor-core
+  convolutions prefer it in FP16).
+- ``fused``: the D2S blocks call the fused CUDA kernel (``torch.ops.csrinfer.d2s_fused``)
+  instead of pixel_shuffle + grouped conv.
+- ``cuda_graph``: network + in-graph post-processing captured as one CUDA graph per input
+  shape (:class:`csrinfer.runtime.cuda_graph.CudaGraphRunner`).
+- ``gpu_preprocess``: the uint8 image is uploaded and letterboxed on the GPU
+  (:mod:`csrinfer.runtime.gpu_preprocess`).
+
+Post-processing into ``Instances`` (``postprocess.to_instances``) always runs on the device
+of the outputs: with a CUDA model the masks stay on the GPU until the final bool masks.
+All five switches need CUDA: on a CPU device they are switched off with one warning that
+names them (:meth:`FastPathOptions.for_device`), never silently.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import warnings
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from csrinfer.model.network import CSRD2SNet
+from csrinfer.model.postprocess import postprocess
+
+
+@dataclass(frozen=True)
+class FastPathOptions:
+    fp16: bool = False
+    channels_last: bool = False
+    fused: bool = False
+    cuda_graph: bool = False
+    gpu_preprocess: bool = False
+
+    @classmethod
+    def all_on(cls) -> "FastPathOptions":
+        return cls(True, True, True, True, True)
+
+    @property
+    def enabled(self) -> list[str]:
+        return [f.name for f in dataclasses.fields(self) if getattr(self, f.name)]
+
+    def for_device(self, device) -> "FastPathOptions":
+        """These options on ``device``: unchanged on CUDA; all off on a CPU, with one warning naming
+        the ones that were asked for (they only speed up CUDA work)."""
+        if torch.device(device).type == "cuda" or not self.enabled:
+            return self
+        warnings.warn(f"GPU fast-path options {', '.join(self.enabled)} do nothing on {device}; "
+                      "running plain FP32 eager", stacklevel=2)
+        return FastPathOptions()
+
+
+class FastNet(nn.Module):
+    """``CSRD2SNet.predict`` with the model-side switches applied (fp16, channels_last, fused).
+
+    Converts ``net`` in place (like ``net.half()``): pass a copy to keep the original.
+    ``forward`` takes float32 [B, 3, H, W] RGB 0-255 and returns (scores float32 [B, K],
+    labels int64 [B, K], masks float32 [B, K, H/8, W/8]), as ``net.predict`` does.
+    """
+
+    def __init__(self, net: CSRD2SNet, fp16: bool = False, channels_last: bool = False, fused: bool = False):
+        super().__init__()
+        if fused:
+            from csrinfer.plugins.torch_op import enable_fused_d2s
+
+            enable_fused_d2s(net)
+        if fp16:
+            net.half()
+        if channels_last:
+            net.to(memory_format=torch.channels_last)
+        self.net = net.eval()
+        self.dtype = torch.float16 if fp16 else torch.float32
+        self.channels_last = channels_last
+
+    def forward(self, images: torch.Tensor):
+        x = images.to(self.dtype)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        out = self.net(x)
+        # Post-processing in FP32 whatever the network's precision (see the module docstring).
+        cate = [p.float() for p in out.cate_preds]
+        kernels = [k.float() for k in out.kernel_preds]
+        return postprocess(cate, kernels, out.mask_feats.float(), self.net.grid_strides, **self.net.inference)
+
+
+def build_fast_net(net: CSRD2SNet, options: FastPathOptions, device):
+    """``net`` on ``device`` with ``options`` applied -> a callable images -> (scores, labels, masks).
+
+    ``options`` should already be :meth:`FastPathOptions.for_device`'d.
+    """
+    fast = FastNet(net.to(device), options.fp16, options.channels_last, options.fused)
+    if options.cuda_graph:
+        from csrinfer.runtime.cuda_graph import CudaGraphRunner
+
+        return CudaGraphRunner(fast)
+    return fast
