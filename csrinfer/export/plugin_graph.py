@@ -32,14 +32,13 @@ kernel as tensors.
 
 from __future__ import annotations
 
-import onnx
-from onnx import helper
-
 OP_TYPE = "D2SFused"
 DOMAIN = "csrinfer"
 PLUGIN_VERSION = "1"
 BLOCKSIZE = 2
 STANDARD_DOMAINS = ("", "ai.onnx")
+# onnx is imported where it is used: the TensorRT plugin reads the constants above on machines
+# that run engines and may not have the onnx package.
 
 
 def fuse_d2s(model: onnx.ModelProto, domain: str = DOMAIN) -> tuple[onnx.ModelProto, int]:
@@ -49,6 +48,9 @@ def fuse_d2s(model: onnx.ModelProto, domain: str = DOMAIN) -> tuple[onnx.ModelPr
     pattern exactly (another mode or blocksize, padding, stride, dilation, a second consumer of
     the shuffled tensor, weights that are not initializers) are left as they are.
     """
+    import onnx
+    from onnx import helper
+
     out = onnx.ModelProto()
     out.CopyFrom(model)
     graph = out.graph
@@ -112,6 +114,8 @@ def custom_ops(model: onnx.ModelProto) -> list[dict]:
 
 
 def _attr(node: onnx.NodeProto, name: str, default=None):
+    from onnx import helper
+
     for a in node.attribute:
         if a.name == name:
             return helper.get_attribute_value(a)
