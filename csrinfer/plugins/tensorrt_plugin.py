@@ -92,11 +92,14 @@ def kernel_source() -> str:
 
 def plugin_ptx(arch: str | None = None) -> str:
     """PTX of :func:`kernel_source` for ``arch`` (default: this GPU's), checked against the driver."""
-    from csrinfer.plugins.ptx import compile_ptx, default_arch, normalize_arch
+    from csrinfer.plugins.ptx import PORTABLE_ARCH, KernelCompileError, compile_ptx, default_arch, normalize_arch
 
     arch = normalize_arch(arch or default_arch())
     if arch not in _state["ptx"]:
-        ptx = compile_ptx(source=kernel_source(), arch=arch)
+        try:
+            ptx = compile_ptx(source=kernel_source(), arch=arch)
+        except KernelCompileError:  # NVRTC older than the GPU: the portable PTX still runs on it
+            ptx = compile_ptx(source=kernel_source(), arch=PORTABLE_ARCH)
         check_ptx_driver(ptx)
         _state["ptx"][arch] = ptx
     return _state["ptx"][arch]

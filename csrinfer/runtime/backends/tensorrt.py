@@ -71,8 +71,11 @@ class TensorRTBackend(Backend):
             raise ModelFileError(f"{path.name} has inputs {inputs} and outputs "
                                  f"{[n for n in names if n not in inputs]}; expected '{INPUT_NAME}' -> {OUTPUT_NAMES}")
         self.dtypes = {n: np.dtype(trt.nptype(self.engine.get_tensor_dtype(n))) for n in names}
-        # (min, opt, max) of profile 0; a static input reports its own shape three times
-        self.profile = tuple(tuple(s) for s in self.engine.get_tensor_profile_shape(INPUT_NAME, 0))
+        # (min, opt, max) as the builder set them (the sidecar; min = opt = max for a static input)
+        shapes = self.record.input_shapes.get(INPUT_NAME)
+        if shapes is None:
+            raise ModelFileError(f"{path.name}'s sidecar has no input shapes for '{INPUT_NAME}'; rebuild it")
+        self.profile = tuple(tuple(shapes[k]) for k in ("min", "opt", "max"))
         self.io = _TorchIO(self.device) if _torch_cuda() else _CudaPythonIO(index)
         self.cuda_graph = cuda_graph and isinstance(self.io, _TorchIO)
         self._graphs: dict[tuple, tuple] = {}
