@@ -248,3 +248,86 @@ class Builder:
         description = {"layers": len(network.layers), "flags": sorted(int(f) for f in config.flags),
                        "profiles": [p.shapes for p in config.profiles]}
         return json.dumps(description).encode()
+
+
+# --- run time: a "plan" is JSON naming the I/O; execution copies the input into the scores -------
+
+class TensorIOMode(enum.Enum):
+    NONE = 0
+    INPUT = 1
+    OUTPUT = 2
+
+
+class Runtime:
+    def __init__(self, logger):
+        self.logger, self.engine_host_code_allowed = logger, False
+
+    def deserialize_cuda_engine(self, data):
+        try:
+            desc = json.loads(bytes(data))
+        except ValueError:
+            self.logger.log(ILogger.Severity.ERROR, "IRuntime::deserializeCudaEngine: Error Code 1: Serialization "
+                                                    "(Serialization assertion magicTagRead == kMAGIC_TAG failed.)")
+            return None
+        if desc.get("needs_plugin"):
+            self.logger.log(ILogger.Severity.ERROR, "IPluginRegistry::getCreator: Error Code 4: Cannot find plugin: "
+                                                    f"{desc['needs_plugin']}, version: 1")
+            return None
+        return ICudaEngine(desc)
+
+
+class ICudaEngine:
+    """I/O of csrinfer's graphs: images [B, 3, H, W] -> scores [B, K], labels [B, K], masks [B, K, H/8, W/8]."""
+
+    names = ("images", "scores", "labels", "masks")
+
+    def __init__(self, desc):
+        self.k = int(desc.get("k", 4))
+
+    num_io_tensors = property(lambda self: 4)
+
+    def get_tensor_name(self, i):
+        return self.names[i]
+
+    def get_tensor_mode(self, name):
+        return TensorIOMode.INPUT if name == "images" else TensorIOMode.OUTPUT
+
+    def get_tensor_dtype(self, name):
+        return int64 if name == "labels" else float32
+
+    def create_execution_context(self):
+        return IExecutionContext(self)
+
+
+class IExecutionContext:
+    """execute_async_v3 enqueues: scores <- the first B*K input values, labels <- 0, masks <- 0 (cuda-python)."""
+
+    def __init__(self, engine):
+        self.engine, self.shape, self.addresses, self.runs = engine, None, {}, 0
+
+    def set_input_shape(self, name, shape):
+        self.shape = tuple(shape)
+        return name == "images" and len(self.shape) == 4
+
+    def get_tensor_shape(self, name):
+        b, _, h, w = self.shape
+        k = self.engine.k
+        return {"scores": (b, k), "labels": (b, k), "masks": (b, k, h // 8, w // 8)}[name]
+
+    def set_tensor_address(self, name, ptr):
+        self.addresses[name] = int(ptr)
+        return True
+
+    def execute_async_v3(self, stream_handle):
+        from cuda.bindings import runtime as cudart
+
+        stream = cudart.cudaStream_t(int(stream_handle))
+        b, k = self.get_tensor_shape("scores")
+        masks = int(np.prod(self.get_tensor_shape("masks")))
+        a = self.addresses
+        calls = [cudart.cudaMemcpyAsync(a["scores"], a["images"], b * k * 4,
+                                        cudart.cudaMemcpyKind.cudaMemcpyDeviceToDevice, stream),
+                 cudart.cudaMemsetAsync(a["labels"], 0, b * k * 8, stream),
+                 cudart.cudaMemsetAsync(a["masks"], 0, masks * 4, stream)]
+        self.runs += 1
+        return all(int(c[0]) == 0 for c in calls)
