@@ -34,7 +34,7 @@ def add_engine_arguments(p) -> None:
     g.add_argument("--opt-level", type=int, default=3, choices=range(6), metavar="0-5",
                    help="builder optimisation level (default 3; 5 searches longest)")
     g.add_argument("--version-compatible", action="store_true",
-                   help="engine also runs on later TensorRT versions (not with --plugin graphs)")
+                   help="engine also runs on later TensorRT versions (not with the D2SFused plugin: export with --no-plugin)")
     g.add_argument("--hardware-compatible", action="store_true",
                    help="engine runs on every Ampere or newer GPU, not only this kind")
     g.add_argument("--verbose", action="store_true", help="TensorRT's verbose log")

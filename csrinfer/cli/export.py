@@ -6,6 +6,7 @@ Thin: parses the flags into :class:`csrinfer.export.pipeline.ExportOptions` and 
 
 from __future__ import annotations
 
+from csrinfer.cli.build import add_engine_arguments, engine_options
 from csrinfer.cli.common import parse_hw
 
 HELP = "export a checkpoint to ONNX (and a TensorRT engine where TensorRT is installed)"
@@ -21,6 +22,12 @@ def add_arguments(p) -> None:
     p.add_argument("--opset", type=int, default=None, help="ONNX opset (default 18)")
     p.add_argument("--no-simplify", action="store_true", help="skip onnxslim's constant folding")
     p.add_argument("--onnx-only", action="store_true", help="do not go on to a TensorRT engine")
+    p.add_argument("--plugin", action="store_true",
+                   help="also write model.plugin.onnx (D2SFused nodes) without TensorRT; the engine always uses it")
+    p.add_argument("--no-plugin", action="store_true", help="build the engine from the standard graph")
+    p.add_argument("--fp16-onnx", action="store_true",
+                   help="also write model.fp16.onnx (FP16 network, FP32 I/O); the FP16 engine is built from it")
+    add_engine_arguments(p)
 
 
 def options_from_args(args):
@@ -28,7 +35,8 @@ def options_from_args(args):
     from csrinfer.export.pipeline import ExportOptions
 
     options = ExportOptions(out_dir=args.out, input_size=args.input_size, batch=args.batch, dynamic=args.dynamic,
-                            simplify=not args.no_simplify, engine=not args.onnx_only)
+                            simplify=not args.no_simplify, engine=not args.onnx_only, plugin=not args.no_plugin,
+                            write_plugin=args.plugin, fp16_onnx=args.fp16_onnx, builder=engine_options(args))
     if args.opset is not None:
         options.opset = args.opset
     return options
@@ -42,8 +50,10 @@ def run(args) -> int:
     shape = "dynamic batch and size" if info.dynamic else f"static {info.batch}x3x{info.input_size[0]}x{info.input_size[1]}"
     print(f"wrote {result.onnx} ({shape}, {len(info.class_names)} classes, "
           f"{result.onnx.stat().st_size / 1e6:.1f} MB)")
+    for graph in result.graphs:
+        print(f"wrote {graph}")
     if result.engine is not None:
-        print(f"wrote {result.engine}")
+        print(f"wrote {result.engine} and {result.engine.name}.json")
     for note in result.notes:
         print(note)
     return 0

@@ -1,5 +1,10 @@
 """``csrinfer export``: checkpoint -> ``model.onnx`` -> (``model.plan`` where TensorRT exists).
 
+The engine is built from the graph TensorRT wants (csrinfer/export/tensorrt.py): the D2SFused
+plugin graph ``model.plugin.onnx`` (csrinfer/export/plugin_graph.py) unless ``plugin=False``, and
+the FP16 graph ``model.fp16.onnx`` (csrinfer/export/fp16.py) when asked for or when the installed
+TensorRT (11) has no FP16 builder flag; ``model.onnx`` stays the standard graph ONNX Runtime runs.
+
 One function, :func:`export_model`, does the whole job for the CLI and for library users;
 its settings are one :class:`ExportOptions`, so a new export feature is a new field there, a
 new flag in csrinfer/cli/export.py and, if it adds a step, a new step function here.
@@ -31,6 +36,10 @@ class ExportOptions:
         opset: ONNX opset.
         simplify: constant folding and fusion with onnxslim.
         engine: go on to build a TensorRT engine when TensorRT is importable here.
+        plugin: the engine's graph has D2SFused plugin nodes (``model[.fp16].plugin.onnx``).
+        write_plugin: write the plugin graph even when no engine is built (``--plugin``).
+        fp16_onnx: also write the FP16 graph ``model.fp16.onnx``; an FP16 engine is built from it.
+        builder: keyword arguments of :func:`csrinfer.export.tensorrt.build_engine` (fp16, shapes, ...).
     """
 
     out_dir: Path | None = None
@@ -40,16 +49,24 @@ class ExportOptions:
     opset: int = DEFAULT_OPSET
     simplify: bool = True
     engine: bool = True
+    plugin: bool = True
+    write_plugin: bool = False
+    fp16_onnx: bool = False
+    builder: dict = field(default_factory=dict)
 
 
 @dataclass
 class ExportResult:
-    """What was written: ``onnx`` always, ``engine`` when built; ``notes`` say what was not and why."""
+    """What was written: ``onnx`` always, ``engine`` when built; ``notes`` say what was not and why.
+
+    ``graphs`` are the further ONNX files written for TensorRT (FP16, plugin).
+    """
 
     onnx: Path
     info: ModelInfo
     engine: Path | None = None
     notes: list[str] = field(default_factory=list)
+    graphs: list[Path] = field(default_factory=list)
 
 
 def export_model(checkpoint, options: ExportOptions | None = None, cfg=None) -> ExportResult:
@@ -73,11 +90,65 @@ def export_model(checkpoint, options: ExportOptions | None = None, cfg=None) -> 
     except (RuntimeError, ValueError, TypeError) as e:  # torch.export / onnx checker failures
         raise ExportError(f"export of {cfg.name} to ONNX failed ({_first_line(e)})") from None
     result = ExportResult(onnx=onnx_path, info=info)
+    building = options.engine and importlib.util.find_spec("tensorrt") is not None
+    engine_graph = onnx_path
+    if options.fp16_onnx or (building and _engine_wants_fp16_graph(options)):
+        engine_graph = fp16_onnx_step(model, out_dir / "model.fp16.onnx", size, options, info)
+        result.graphs.append(engine_graph)
+    if options.plugin and (options.write_plugin or building):
+        plugin_graph, note = plugin_onnx_step(engine_graph)
+        if plugin_graph is not None:
+            engine_graph = plugin_graph
+            result.graphs.append(plugin_graph)
+        if note:
+            result.notes.append(note)
     if options.engine:
-        result.engine, note = build_engine_step(onnx_path, options)
+        result.engine, note = build_engine_step(engine_graph, options)
         if note:
             result.notes.append(note)
     return result
+
+
+def fp16_onnx_step(model, path: Path, size, options: ExportOptions, info: ModelInfo) -> Path:
+    """The FP16 graph (float16 network, float32 I/O and delicate parts) next to model.onnx."""
+    from csrinfer.export.fp16 import export_fp16_onnx
+
+    try:
+        return export_fp16_onnx(model, path, input_size=size, batch=options.batch, dynamic=options.dynamic,
+                                opset=options.opset, metadata=info.replace(precision="fp16").to_metadata(),
+                                simplify=options.simplify)
+    except (RuntimeError, ValueError, TypeError) as e:
+        raise ExportError(f"export of the FP16 graph failed ({_first_line(e)})") from None
+
+
+def plugin_onnx_step(graph_path: Path) -> tuple[Path | None, str | None]:
+    """``<graph>.plugin.onnx``: each D2S pair as one D2SFused node, checked against TensorRT's limits."""
+    import onnx
+
+    from csrinfer.checkpoint import atomic_write
+    from csrinfer.export.plugin_graph import fuse_d2s
+    from csrinfer.export.tensorrt import check_tensorrt_limits
+
+    proto, count = fuse_d2s(onnx.load(str(graph_path)))
+    if count == 0:
+        return None, "no D2S blocks in this model (the FPN baseline?): its engine needs no plugin"
+    check_tensorrt_limits(proto)
+    onnx.checker.check_model(proto, full_check=True)
+    path = graph_path.with_name(graph_path.name[: -len(".onnx")] + ".plugin.onnx")
+    atomic_write(path, lambda tmp: onnx.save(proto, tmp))
+    return path, None
+
+
+def _engine_wants_fp16_graph(options: ExportOptions) -> bool:
+    """An FP16 engine on a TensorRT without the FP16 builder flag (11+) must be built from the FP16 graph."""
+    if not options.builder.get("fp16", True):
+        return False
+    from csrinfer.export.tensorrt import fp16_flag_available
+
+    try:
+        return not fp16_flag_available()
+    except BackendUnavailableError:  # e.g. a TensorRT too old: build_engine_step says so
+        return False
 
 
 def build_engine_step(onnx_path: Path, options: ExportOptions) -> tuple[Path | None, str | None]:
@@ -93,7 +164,7 @@ def build_engine_step(onnx_path: Path, options: ExportOptions) -> tuple[Path | N
     except ImportError as e:
         return None, f"TensorRT engine not built: csrinfer.export.tensorrt cannot be imported ({_first_line(e)})"
     try:
-        plan = build_engine(onnx_path, onnx_path.with_name("model.plan"))
+        plan = build_engine(onnx_path, onnx_path.with_name("model.plan"), **options.builder)
     except BackendUnavailableError as e:  # e.g. TensorRT present but no GPU
         return None, f"TensorRT engine not built: {e}"
     return Path(plan), None

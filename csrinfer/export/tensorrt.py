@@ -378,3 +378,10 @@ def _sha256(path: Path) -> str:
 
 def _fmt(shape) -> str:
     return "x".join(str(d) for d in shape)
+
+
+def fp16_flag_available() -> bool:
+    """True when the installed TensorRT still has ``BuilderFlag.FP16`` (10.x; removed in 11)."""
+    from csrinfer.runtime.tensorrt_env import import_tensorrt
+
+    return hasattr(import_tensorrt().BuilderFlag, "FP16")

@@ -48,3 +48,15 @@ def test_missing_tensorrt_is_one_line_with_the_install_command(tmp_path, capsys,
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "Traceback" not in err
     assert "TensorRT is not installed: pip install 'csrinfer[trt]' --extra-index-url https://pypi.nvidia.com" in err
+
+
+def test_export_takes_the_plugin_fp16_and_engine_flags():
+    from csrinfer.cli.export import options_from_args
+
+    args = build_parser().parse_args(["export", "--ckpt", "m.pth", "--plugin", "--fp16-onnx", "--opt-shape",
+                                      "1x3x640x640", "--workspace", "8"])
+    options = options_from_args(args)
+    assert options.write_plugin and options.plugin and options.fp16_onnx
+    assert options.builder["opt_shape"] == (1, 3, 640, 640) and options.builder["workspace_gib"] == 8.0
+    options = options_from_args(build_parser().parse_args(["export", "--ckpt", "m.pth", "--no-plugin", "--fp32"]))
+    assert not options.plugin and not options.write_plugin and options.builder["fp16"] is False
