@@ -180,7 +180,6 @@ def build_engine(onnx_path: str | os.PathLike, plan_path: str | os.PathLike | No
     """
     import onnx
 
-    from csrinfer.export.fp16 import graph_precision
     from csrinfer.export.onnx import read_metadata
     from csrinfer.export.plugin_graph import custom_ops, fused_nodes
     from csrinfer.runtime.engine_sidecar import EngineRecord, utc_now, write_sidecar
@@ -202,22 +201,9 @@ def build_engine(onnx_path: str | os.PathLike, plan_path: str | os.PathLike | No
     if hardware_compatible and device.compute_capability < (8, 0):
         raise ExportError(f"hardware-compatible engines need an Ampere or newer GPU to build on; {device.name} is "
                           f"compute capability {device.compute_capability[0]}.{device.compute_capability[1]}")
-    plugins = custom_ops(proto)
+    weak_fp16, precision = _typing(trt, proto, fp16, onnx_path.name)
     if fused_nodes(proto):
-        if version_compatible:
-            raise ExportError("a version-compatible engine cannot carry the D2SFused plugin here; export the graph "
-                              "without --plugin to build one")
-        from csrinfer.plugins.tensorrt_plugin import register
-
-        register(arch="compute_80" if hardware_compatible else None)
-
-    graph_fp16 = graph_precision(proto) == "fp16"
-    weak_fp16 = fp16 and not graph_fp16
-    if weak_fp16 and not hasattr(trt.BuilderFlag, "FP16"):
-        raise ExportError(f"TensorRT {trt.__version__} builds only strongly typed networks, so the FP32 graph "
-                          f"{onnx_path.name} would give an FP32 engine: export the FP16 graph (`csrinfer export "
-                          f"--ckpt CKPT --fp16-onnx`) and build that, or build with --fp32")
-    precision = "fp16" if (graph_fp16 or weak_fp16) else "fp32"
+        _register_plugin(version_compatible, hardware_compatible)
 
     logger = make_logger(trt, verbose)
     builder = trt.Builder(logger)
@@ -249,7 +235,7 @@ def build_engine(onnx_path: str | os.PathLike, plan_path: str | os.PathLike | No
         _save_timing_cache(config, cache_path)
     record = EngineRecord(
         tensorrt_version=trt.__version__, gpu_name=device.name, compute_capability=device.compute_capability,
-        precision=precision, input_shapes={network.get_input(0).name: profile.to_json()}, plugins=plugins,
+        precision=precision, input_shapes={network.get_input(0).name: profile.to_json()}, plugins=custom_ops(proto),
         version_compatible=version_compatible,
         hardware_compatibility="ampere_plus" if hardware_compatible else "none",
         onnx=onnx_path.name, onnx_sha256=_sha256(onnx_path), built=utc_now(),
@@ -258,6 +244,29 @@ def build_engine(onnx_path: str | os.PathLike, plan_path: str | os.PathLike | No
                  "timing_cache": str(cache_path) if cache_path else None})
     write_sidecar(plan_path, read_metadata(proto), record)
     return plan_path
+
+
+def _register_plugin(version_compatible: bool, hardware_compatible: bool) -> None:
+    if version_compatible:
+        raise ExportError("a version-compatible engine cannot carry the D2SFused plugin here; export with "
+                          "--no-plugin to build one")
+    from csrinfer.plugins.tensorrt_plugin import register
+
+    # hardware-compatible engines run on any Ampere or newer GPU: PTX for sm_80 runs on all of them
+    register(arch="compute_80" if hardware_compatible else None)
+
+
+def _typing(trt, proto, fp16: bool, name: str) -> tuple[bool, str]:
+    """(weakly typed with the FP16 flag?, the engine's precision) for this graph and TensorRT."""
+    from csrinfer.export.fp16 import graph_precision
+
+    graph_fp16 = graph_precision(proto) == "fp16"
+    weak_fp16 = fp16 and not graph_fp16
+    if weak_fp16 and not hasattr(trt.BuilderFlag, "FP16"):
+        raise ExportError(f"TensorRT {trt.__version__} builds only strongly typed networks, so the FP32 graph "
+                          f"{name} would give an FP32 engine: export the FP16 graph (`csrinfer export "
+                          f"--ckpt CKPT --fp16-onnx`) and build that, or build with --fp32")
+    return weak_fp16, "fp16" if (graph_fp16 or weak_fp16) else "fp32"
 
 
 def _strongly_typed_flags(trt) -> int:

@@ -114,6 +114,12 @@ def test_infer_binds_the_buffers_and_returns_the_outputs(tmp_path, fake_trt, cud
         np.testing.assert_array_equal(out["scores"].cpu().numpy().ravel(), images.ravel()[:8])
         assert out["labels"].dtype == torch.int64 and int(out["labels"].abs().sum()) == 0
     assert be.context.runs == (2 if cuda_graph else 3)  # capture runs it twice; replays do not call it
+    images = np.random.default_rng(4).uniform(0, 255, (5, 3, 64, 96)).astype(np.float32)
+    out = be.infer({"images": images})  # more than the profile's batch 2: chunks of 2, 2 and 1
+    assert out["scores"].shape == (5, 4)
+    for i, chunk in enumerate([images[0:2], images[2:4], images[4:5]]):
+        np.testing.assert_array_equal(out["scores"][2 * i:2 * i + len(chunk)].cpu().numpy().ravel(),
+                                      chunk.ravel()[:4 * len(chunk)])
     with pytest.raises(ImageError, match="outside model.plan's optimisation profile"):
         be.infer({"images": np.zeros((1, 3, 512, 64), np.float32)})
 

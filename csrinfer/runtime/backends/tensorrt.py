@@ -82,8 +82,13 @@ class TensorRTBackend(Backend):
         self._lock = threading.Lock()  # one execution context: one inference at a time
 
     def infer(self, feeds: Mapping[str, np.ndarray]) -> dict[str, object]:
+        """A batch larger than the profile's largest runs in chunks of that size."""
         images = feeds[INPUT_NAME]
         self.check_batch(images)
+        max_batch = self.profile[2][0]
+        if images.shape[0] > max_batch:
+            parts = [self.infer({INPUT_NAME: images[i:i + max_batch]}) for i in range(0, images.shape[0], max_batch)]
+            return {k: _concat([p[k] for p in parts]) for k in parts[0]}
         self.check_profile(tuple(images.shape))
         with self._lock:
             if self.cuda_graph:
@@ -263,6 +268,14 @@ def _cuda_check(result, what: str):
     if int(err) != 0:
         raise ModelFileError(f"CUDA call {what} failed ({err})")
     return values[0] if len(values) == 1 else (values or None)
+
+
+def _concat(arrays):
+    if isinstance(arrays[0], np.ndarray):
+        return np.concatenate(arrays)
+    import torch
+
+    return torch.cat(arrays)
 
 
 def _torch_cuda() -> bool:
