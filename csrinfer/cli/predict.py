@@ -20,6 +20,9 @@ def add_arguments(p) -> None:
     p.add_argument("--score-thr", type=float, default=None, metavar="T",
                    help="keep instances scoring above T (default: the model's, 0.1)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: the best available)")
+    p.add_argument("--fast", action="store_true",
+                   help="GPU fast path for .pth/.pt models: FP16, channels_last, fused D2S kernel, CUDA graphs, "
+                        "GPU pre-processing (does nothing on a CPU, with a warning)")
     p.add_argument("--no-draw", action="store_true", help="write only the COCO results, no overlay images")
     p.add_argument("--max-frames", type=int, default=None, metavar="N", help="stop each video or camera after N frames")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -31,7 +34,12 @@ def run(args) -> int:
     from csrinfer.runtime.sources import collect_sources
 
     sources, problems = collect_sources(args.inputs)
-    segmenter = Segmenter(args.model, device=args.device, score_thr=args.score_thr)
+    options = {}
+    if args.fast:
+        from csrinfer.runtime.fastpath import fast_path_kwargs
+
+        options = fast_path_kwargs(args.model)
+    segmenter = Segmenter(args.model, device=args.device, score_thr=args.score_thr, **options)
     report = predict_sources(segmenter, sources, args.out, draw=not args.no_draw,
                              progress=not args.quiet, max_frames=args.max_frames)
     failures = problems + report.failures

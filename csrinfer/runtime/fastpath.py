@@ -83,6 +83,17 @@ class FastPathOptions:
         return FastPathOptions(compile=self.compile)
 
 
+def fast_path_kwargs(model) -> dict:
+    """``Segmenter`` keyword arguments with every GPU switch on, for a PyTorch model (a
+    ``.pth``/``.pt`` path or a module); other formats have their own precision and graphs."""
+    from pathlib import Path
+
+    if isinstance(model, (str, Path)) and Path(model).suffix.lower() not in (".pth", ".pt"):
+        raise ConfigError(f"the GPU fast path is for PyTorch models (.pth/.pt); {model} is a "
+                          f"{Path(model).suffix} file (build a TensorRT engine for the fastest runs)")
+    return dataclasses.asdict(FastPathOptions.all_on())
+
+
 class FastNet(nn.Module):
     """``CSRD2SNet.predict`` with the model-side switches applied (fp16, channels_last, fused).
 
