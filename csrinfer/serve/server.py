@@ -186,7 +186,8 @@ class TritonServer:
                 return self
             except ServerError:
                 self.stop()
-                if attempt + 1 == attempts or "Address already in use" not in self.log_tail():
+                retry = not all(chosen.values()) and "Address already in use" in self.log_tail()
+                if attempt + 1 == attempts or not retry:
                     raise
         return self
 
