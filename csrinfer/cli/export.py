@@ -21,6 +21,9 @@ def add_arguments(p) -> None:
     p.add_argument("--opset", type=int, default=None, help="ONNX opset (default 18)")
     p.add_argument("--no-simplify", action="store_true", help="skip onnxslim's constant folding")
     p.add_argument("--onnx-only", action="store_true", help="do not go on to a TensorRT engine")
+    p.add_argument("--triton-repo", metavar="DIR", default=None,
+                   help="also write a Triton model repository for what was exported (the engine, else the ONNX, "
+                        "behind pre/post-processing in an ensemble; see README 'Serving on Triton')")
 
 
 def options_from_args(args):
@@ -46,4 +49,9 @@ def run(args) -> int:
         print(f"wrote {result.engine}")
     for note in result.notes:
         print(note)
+    if args.triton_repo:
+        from csrinfer.serve.repository import write_triton_repo
+
+        served = result.engine or result.onnx
+        print(f"wrote Triton repository {write_triton_repo(served, args.triton_repo)} (serving {served.name})")
     return 0

@@ -24,11 +24,20 @@ def tiny_checkpoint(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def tiny_onnx(tiny_checkpoint):
-    """``tiny_checkpoint`` exported with a dynamic batch, height and width."""
-    from csrinfer.export.pipeline import ExportOptions, export_model
+def tiny_export(tiny_checkpoint):
+    """``csrinfer export --dynamic --onnx-only --triton-repo``: (model.onnx, the Triton repository)."""
+    from csrinfer.cli import main
 
-    return export_model(tiny_checkpoint, ExportOptions(dynamic=True, engine=False)).onnx
+    out = tiny_checkpoint.parent / "export"
+    assert main(["export", "--ckpt", str(tiny_checkpoint), "--dynamic", "--onnx-only", "--out", str(out),
+                 "--triton-repo", str(out / "triton_repo")]) == 0
+    return out / "model.onnx", out / "triton_repo"
+
+
+@pytest.fixture(scope="session")
+def tiny_onnx(tiny_export):
+    """``tiny_checkpoint`` exported with a dynamic batch, height and width."""
+    return tiny_export[0]
 
 
 def random_images(seed: int = 0, sizes=((70, 90), (100, 64), (48, 48))) -> list[np.ndarray]:

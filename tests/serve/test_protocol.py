@@ -46,3 +46,23 @@ def test_a_request_needs_exactly_one_image_input():
     raw = np.zeros((1, 4, 4, 3), np.uint8)
     with pytest.raises(ImageError, match="exactly one"):
         protocol.decode_request_images(np.array([[b"x"]], dtype=object), raw, 10**8)
+
+
+def test_encoded_images_decode_like_opencv_and_bad_bytes_are_refused():
+    import cv2
+
+    rng = np.random.default_rng(2)
+    image = rng.integers(0, 256, (21, 34, 3), dtype=np.uint8)
+    png = cv2.imencode(".png", image)[1].tobytes()
+    raw = np.stack([image, image])
+    decoded = protocol.decode_request_images(np.array([[png], [png]], dtype=object), None, 10**8)
+    assert len(decoded) == 2 and all(np.array_equal(d, image) for d in decoded)
+    assert np.array_equal(protocol.decode_request_images(None, raw, 10**8)[1], image)
+    for data, words in ((b"", "empty"), (b"GIF89a but not really" * 3, "'image' item 0"),
+                        (png[:60], "'image' item 0")):
+        with pytest.raises(ImageError, match=words):
+            protocol.decode_request_images(np.array([[data]], dtype=object), None, 10**8)
+    with pytest.raises(ImageError, match="over the limit of 100 pixels"):
+        protocol.decode_request_images(np.array([[png]], dtype=object), None, 100)
+    with pytest.raises(ImageError, match="image_raw"):
+        protocol.decode_request_images(None, raw.astype(np.float32), 10**8)

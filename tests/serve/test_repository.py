@@ -78,6 +78,16 @@ def test_triton_repo_for_a_dynamic_onnx_export(tmp_path, tiny_onnx):
     assert json.loads(info["class_names"]) == json.loads(params(ensemble)["class_names"])
 
 
+def test_export_cli_writes_the_triton_repo(tiny_export):
+    onnx_path, repo = tiny_export
+    engine = parse(repo / "csrinfer_engine" / "config.pbtxt")
+    assert engine.platform == "onnxruntime_onnx" and engine.max_batch_size == 8
+    assert (repo / "csrinfer_engine" / "1" / "model.onnx").read_bytes() == onnx_path.read_bytes()
+    assert parse(repo / "csrinfer" / "config.pbtxt").platform == "ensemble"
+    # for NVIDIA's container, where csrinfer is installed: model.py adds no folders of this machine
+    assert "PATHS = []" in (repo / "csrinfer_preprocess" / "1" / "model.py").read_text()
+
+
 def fake_export(path, batch, size, k=20):
     """A graph with the exported I/O contract and csrinfer metadata (only its declarations matter here)."""
     import onnx
