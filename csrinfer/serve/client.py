@@ -47,6 +47,9 @@ class RemoteSegmenter:
         timeout: seconds to wait for one response before giving up with :class:`ServerError`.
         concurrency: requests in flight at once in ``predict_batch``.
 
+    A gRPC RemoteSegmenter may be shared by threads; an HTTP one (gevent underneath) may not:
+    give each thread its own.
+
     Example:
         >>> seg = RemoteSegmenter("127.0.0.1:8000")
         >>> instances = seg.predict("street.jpg")

@@ -1,7 +1,8 @@
 """A real tritonserver on free loopback ports, started once for the module.
 
-Its repository holds both layouts csrinfer writes: ``csrinfer`` (``csrinfer serve``'s
-Python-backend Segmenter around a checkpoint) and ``ens`` (the ``--triton-repo`` ensemble
+Its repository holds both layouts csrinfer writes: ``csrinfer`` and ``seg_onnx`` (``csrinfer
+serve``'s Python-backend Segmenter around a checkpoint and around its ONNX export), and ``ens``
+(the ``--triton-repo`` ensemble
 around the ONNX export, its ONNX Runtime engine stood in for by tests/serve/ort_engine.py,
 since the pip wheel's tritonserver has no ONNX Runtime backend).
 """
@@ -42,6 +43,7 @@ def server(tmp_path_factory, tiny_checkpoint, tiny_onnx):
 
     repo = tmp_path_factory.mktemp("triton") / "repo"
     write_serve_repo(tiny_checkpoint, repo, max_batch=4)
+    write_serve_repo(tiny_onnx, repo, name="seg_onnx", max_batch=4, instances=2)
     paths = local_python_paths()
     write_triton_repo(tiny_onnx, repo, name="ens", max_batch=4, kind="KIND_CPU", python_paths=paths)
     engine = repo / "ens_engine"
@@ -82,6 +84,15 @@ def test_serve_model_matches_a_local_segmenter(server, images, tiny_checkpoint, 
     remote = RemoteSegmenter(server.urls[protocol], protocol=protocol)
     got = remote.predict_batch([path] + arrays)  # a file travels encoded, arrays as raw pixels
     for g, w in zip(got, [want[0]] + want):
+        assert_same(g, w)
+
+
+def test_serve_model_runs_an_onnx_file_like_a_local_segmenter(server, images, tiny_onnx):
+    from csrinfer.runtime.segmenter import Segmenter
+
+    arrays, _ = images
+    want = Segmenter(tiny_onnx, device="cpu").predict_batch(arrays)
+    for g, w in zip(RemoteSegmenter(server.urls["grpc"], protocol="grpc", model="seg_onnx").predict_batch(arrays), want):
         assert_same(g, w)
 
 
