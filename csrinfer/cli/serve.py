@@ -7,6 +7,7 @@ every model is ready, and stops it cleanly on Ctrl-C or SIGTERM.
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import tempfile
@@ -26,7 +27,7 @@ def add_arguments(p) -> None:
     p.add_argument("--repo", help="write the model repository here and keep it (default: a temporary folder)")
     p.add_argument("--name", default="csrinfer", help="model name clients ask for (default csrinfer)")
     p.add_argument("--device", help="cpu, cuda, cuda:N (default: the best available)")
-    p.add_argument("--log", help="tritonserver's log file (default: tritonserver.log beside the repository)")
+    p.add_argument("--log", help="tritonserver's log file (default: tritonserver.log beside --repo, else in the temp folder)")
 
 
 def run(args) -> int:
@@ -39,7 +40,9 @@ def run(args) -> int:
         write_serve_repo(args.model, repo, name=args.name, instances=args.instances, max_batch=args.max_batch,
                          dynamic_batching=not args.no_dynamic_batching, device=args.device)
         ports = [args.port, args.port + 1, args.port + 2] if args.port else [0, 0, 0]
-        log = Path(args.log) if args.log else repo.parent / "tritonserver.log"
+        # the default log outlives the temporary repository, so a failure can still be read
+        log = Path(args.log) if args.log else (repo.parent / "tritonserver.log" if args.repo else
+                                               Path(tempfile.gettempdir()) / f"csrinfer-serve-{os.getpid()}.log")
         server = TritonServer(repo, *ports, log_file=log)
         signal.signal(signal.SIGTERM, _interrupt)
         print(f"starting tritonserver on {repo} (log: {log}) ...", flush=True)

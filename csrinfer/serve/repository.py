@@ -86,7 +86,10 @@ def write_serve_repo(model_file: str | os.PathLike, repo_dir: str | os.PathLike,
     """A repository whose one model, ``name``, is a Python-backend ``Segmenter`` on ``model_file``.
 
     The model file (and a ``.plan``'s ``.json`` sidecar) is hard-linked, or copied, into the
-    version folder, so the repository stands alone. Returns the model's folder.
+    version folder, so the repository stands alone. ``max_batch`` is the most requests the
+    dynamic batcher joins (one ``Segmenter.predict_batch``); ``instances`` run in parallel, each
+    with its own model; ``python_paths`` default to :func:`local_python_paths`. Returns the
+    model's folder.
 
     Example:
         >>> write_serve_repo("model.onnx", "repo", instances=2, max_batch=8)
@@ -117,7 +120,9 @@ def write_triton_repo(model_file: str | os.PathLike, repo_dir: str | os.PathLike
     The engine's ``config.pbtxt`` comes from the file itself: input/output names, data types
     and dims from the ONNX graph (a ``.plan``: from its ``model.plan.json`` sidecar), batching
     from its batch dimension (dynamic: ``max_batch`` with dynamic batching; static 1: no
-    batching). Returns the repository folder.
+    batching). ``kind`` places the engine's ``instances`` (``KIND_GPU``/``KIND_CPU``);
+    ``python_paths`` (default: none) is for a Triton whose Python lacks csrinfer. Returns the
+    repository folder.
 
     Example:
         >>> write_triton_repo("export/model.plan", "triton_repo", max_batch=16, instances=2)
