@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from csrinfer.errors import BackendUnavailableError, ImageError, ServerError
+from csrinfer.runtime.image_io import MAX_PIXELS
 from csrinfer.runtime.instances import Instances
 from csrinfer.serve import protocol as wire
 
@@ -46,6 +47,9 @@ class RemoteSegmenter:
         model: the served model's name (``csrinfer`` unless the repository was given another).
         timeout: seconds to wait for one response before giving up with :class:`ServerError`.
         concurrency: requests in flight at once in ``predict_batch``.
+        score_thr: keep instances scoring above this (default: all the server returns, which
+            applied the model's own threshold).
+        max_pixels: image files claiming more pixels are refused when read here (as ``Segmenter``).
 
     A gRPC RemoteSegmenter may be shared by threads; an HTTP one (gevent underneath) may not:
     give each thread its own.
@@ -56,8 +60,11 @@ class RemoteSegmenter:
     """
 
     def __init__(self, url: str, protocol: str | None = None, model: str = "csrinfer",
-                 timeout: float = 60.0, concurrency: int = 8):
+                 timeout: float = 60.0, concurrency: int = 8, score_thr: float | None = None,
+                 max_pixels: int = MAX_PIXELS):
         self.address, self.protocol = parse_url(url, protocol)
+        self.score_thr = score_thr
+        self.max_pixels = max_pixels
         self.model = model
         self.timeout = float(timeout)
         self.concurrency = max(1, int(concurrency))
@@ -165,7 +172,8 @@ class RemoteSegmenter:
         except Exception as e:  # noqa: BLE001
             raise self._error(e, index) from None
         outputs = {n: result.as_numpy(n) for n in wire.OUTPUTS}
-        return wire.decode_instances(outputs, self.class_names)[0]
+        instances = wire.decode_instances(outputs, self.class_names)[0]
+        return instances if self.score_thr is None else instances[np.flatnonzero(instances.scores > self.score_thr)]
 
     def _error(self, error: Exception, index: int | None) -> Exception:
         """A refused image -> ImageError with the server's sentence; anything else -> ServerError."""

@@ -169,6 +169,21 @@ def test_an_empty_http_body_is_refused(server, images):
     assert len(RemoteSegmenter(server.urls["http"]).predict(images[1])) > 0
 
 
+def test_predict_cli_with_a_server_writes_what_a_local_model_writes(server, images, tiny_checkpoint, tmp_path):
+    import json
+
+    from csrinfer.cli import main
+
+    _, path = images
+    flags = {"remote": ["--server", f"grpc://{server.urls['grpc']}"],
+             "local": ["--model", str(tiny_checkpoint), "--device", "cpu"]}
+    for how, extra in flags.items():
+        assert main(["predict", str(path), *extra, "--out", str(tmp_path / how), "--no-draw", "--quiet"]) == 0
+    remote, local = (json.loads((tmp_path / how / "predictions.json").read_text()) for how in flags)
+    assert len(remote) == len(local) > 0
+    assert [r["segmentation"] for r in remote] == [r["segmentation"] for r in local]
+
+
 def test_no_server_is_one_sentence():
     from csrinfer.serve.server import free_ports
 
