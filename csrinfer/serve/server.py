@@ -111,15 +111,19 @@ def ensure_stub_numpy() -> None:
     if target is None or (target / "numpy" / "__init__.py").exists():
         return
     print(f"csrinfer: installing {STUB_NUMPY} for Triton's Python stub into {target} (once)", file=sys.stderr)
-    tmp = target.with_name(target.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=target.name + ".", dir=target.parent))  # renamed into place when whole
     result = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--only-binary=:all:",
                              "--target", str(tmp), STUB_NUMPY], capture_output=True, text=True)
     if result.returncode != 0:
+        shutil.rmtree(tmp, ignore_errors=True)
         raise BackendUnavailableError(f"Triton's Python stub needs NumPy 1.x and pip could not install it "
                                       f"({(result.stderr.strip().splitlines() or ['no output'])[-1]}); run "
                                       f"`{sys.executable} -m pip install --target {target} {STUB_NUMPY}`")
-    tmp.rename(target)
+    try:
+        tmp.rename(target)
+    except OSError:  # another process got there first
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def check_stub(stub: Path) -> None:
