@@ -1,14 +1,15 @@
 """csrinfer: the CSR-D2S instance-segmentation network from training to deployment.
 
 ``import csrinfer`` works on a CPU-only machine without TensorRT; heavy parts load lazily:
-``csrinfer.Segmenter`` imports torch and the runtime on first use.
+``csrinfer.Segmenter`` imports torch and the runtime on first use, ``csrinfer.RemoteSegmenter``
+tritonclient.
 """
 
 from __future__ import annotations
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "errors", "Segmenter", "Instances"]
+__all__ = ["__version__", "errors", "Segmenter", "Instances", "RemoteSegmenter"]
 
 from csrinfer import errors  # noqa: E402
 from csrinfer._lazy import lazy_getattr  # noqa: E402
@@ -17,6 +18,7 @@ from csrinfer._lazy import lazy_getattr  # noqa: E402
 _LAZY = {
     "Segmenter": "csrinfer.runtime.segmenter",
     "Instances": "csrinfer.runtime.instances",
+    "RemoteSegmenter": "csrinfer.serve.client",  # needs tritonclient (the [serve] extra)
 }
 
 

@@ -28,6 +28,9 @@ def add_arguments(p) -> None:
     p.add_argument("--fp16-onnx", action="store_true",
                    help="also write model.fp16.onnx (FP16 network, FP32 I/O); the FP16 engine is built from it")
     add_engine_arguments(p)
+    p.add_argument("--triton-repo", metavar="DIR", default=None,
+                   help="also write a Triton model repository for what was exported (the engine, else the ONNX, "
+                        "behind pre/post-processing in an ensemble; see README 'Serving on Triton')")
 
 
 def options_from_args(args):
@@ -56,4 +59,9 @@ def run(args) -> int:
         print(f"wrote {result.engine} and {result.engine.name}.json")
     for note in result.notes:
         print(note)
+    if args.triton_repo:
+        from csrinfer.serve.repository import write_triton_repo
+
+        served = result.engine or result.onnx
+        print(f"wrote Triton repository {write_triton_repo(served, args.triton_repo)} (serving {served.name})")
     return 0

@@ -15,7 +15,10 @@ HELP = "run a model on images, folders, video files or a camera; write overlays 
 def add_arguments(p) -> None:
     p.add_argument("inputs", nargs="+", metavar="IMG_OR_DIR",
                    help="image files, folders of images, video files, or a camera index (0)")
-    p.add_argument("--model", required=True, help="model file: .pth/.pt, .onnx, .plan/.engine")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--model", help="model file: .pth/.pt, .onnx, .plan/.engine")
+    source.add_argument("--server", metavar="URL",
+                        help="a Triton server running a csrinfer model instead (HOST:PORT, http:// or grpc://)")
     p.add_argument("--out", default="runs/predict", metavar="DIR", help="output folder (default runs/predict)")
     p.add_argument("--score-thr", type=float, default=None, metavar="T",
                    help="keep instances scoring above T (default: the model's, 0.1)")
@@ -34,18 +37,24 @@ def run(args) -> int:
     from csrinfer.runtime.sources import collect_sources
 
     sources, problems = collect_sources(args.inputs)
-    options = {}
-    if args.fast:
-        from csrinfer.runtime.fastpath import fast_path_kwargs
+    if args.server:
+        from csrinfer.serve.client import RemoteSegmenter
 
-        options = fast_path_kwargs(args.model)
-    segmenter = Segmenter(args.model, device=args.device, score_thr=args.score_thr, **options)
+        segmenter = RemoteSegmenter(args.server, score_thr=args.score_thr)
+    else:
+        options = {}
+        if args.fast:
+            from csrinfer.runtime.fastpath import fast_path_kwargs
+
+            options = fast_path_kwargs(args.model)
+        segmenter = Segmenter(args.model, device=args.device, score_thr=args.score_thr, **options)
     report = predict_sources(segmenter, sources, args.out, draw=not args.no_draw,
                              progress=not args.quiet, max_frames=args.max_frames)
     failures = problems + report.failures
     rate = report.images / report.seconds if report.seconds else 0.0
+    where = f"Triton at {args.server}" if args.server else f"{segmenter.backend.name} on {segmenter.device}"
     print(f"{report.images} images/frames, {report.instances} instances, {rate:.2f} per second "
-          f"({segmenter.backend.name} on {segmenter.device}); results in {args.out}")
+          f"({where}); results in {args.out}")
     if report.results_json is not None:
         print(f"COCO results: {report.results_json}")
     if failures:

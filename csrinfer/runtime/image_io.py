@@ -52,8 +52,6 @@ def load_image(source, max_pixels: int = MAX_PIXELS, name: str | None = None) ->
 
 def read_image(path: str | os.PathLike, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     """Decode an image file to uint8 BGR [H, W, 3]; see the module docstring for what is refused."""
-    from PIL import Image, ImageOps, UnidentifiedImageError
-
     path = Path(path)
     if not path.exists():
         raise ImageError(f"image {path} does not exist")
@@ -61,29 +59,48 @@ def read_image(path: str | os.PathLike, max_pixels: int = MAX_PIXELS) -> np.ndar
         raise ImageError(f"image {path} is a directory, not an image file")
     if path.stat().st_size == 0:
         raise ImageError(f"image {path} is an empty file (0 bytes)")
+    return _decode(path, f"image {path}", max_pixels)
+
+
+def decode_image(data: bytes, max_pixels: int = MAX_PIXELS, name: str = "image bytes") -> np.ndarray:
+    """Decode an encoded image held in memory (a file's bytes, e.g. from a request) like ``read_image``.
+
+    ``name`` is how the bytes are called in error messages.
+    """
+    import io
+
+    if not data:
+        raise ImageError(f"{name} is empty (0 bytes)")
+    return _decode(io.BytesIO(data), name, max_pixels)
+
+
+def _decode(source, label: str, max_pixels: int) -> np.ndarray:
+    """A path or file object -> uint8 BGR; ``label`` ("image x.jpg") starts every error sentence."""
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own limit applies
         try:
-            image = Image.open(path)  # reads the header only
+            image = Image.open(source)  # reads the header only
         except Image.DecompressionBombError as e:
-            raise ImageError(_too_large(path, _pixels_in(str(e)), max_pixels)) from None
+            raise ImageError(_too_large(label, _pixels_in(str(e)), max_pixels)) from None
         except UnidentifiedImageError:
-            raise ImageError(f"image {path} is not an image file (its contents are not a known image "
+            raise ImageError(f"{label} is not an image file (its contents are not a known image "
                              f"format such as JPEG or PNG)") from None
         except OSError as e:
-            raise ImageError(f"image {path} cannot be read ({_first_line(e)})") from None
+            raise ImageError(f"{label} cannot be read ({_first_line(e)})") from None
     with image:
         width, height = image.size
         if width * height > max_pixels:
-            raise ImageError(_too_large(path, (width, height), max_pixels))
+            raise ImageError(_too_large(label, (width, height), max_pixels))
         if width == 0 or height == 0:
-            raise ImageError(f"image {path} has zero size ({width}x{height})")
+            raise ImageError(f"{label} has zero size ({width}x{height})")
         try:
             image.load()
             image = ImageOps.exif_transpose(image) or image
             return _pil_to_bgr(image)
         except (OSError, SyntaxError, ValueError, EOFError) as e:  # Pillow's decoders raise these
-            raise ImageError(f"image {path} is truncated or corrupt ({_first_line(e)})") from None
+            raise ImageError(f"{label} is truncated or corrupt ({_first_line(e)})") from None
 
 
 def as_bgr_uint8(array: np.ndarray, name: str = "image array") -> np.ndarray:
@@ -138,9 +155,9 @@ def _pil_to_bgr(image) -> np.ndarray:
     return np.ascontiguousarray(np.asarray(image)[:, :, ::-1])
 
 
-def _too_large(path: Path, size, max_pixels: int) -> str:
+def _too_large(label: str, size, max_pixels: int) -> str:
     claim = f"{size[0]}x{size[1]} pixels" if isinstance(size, tuple) else f"{size} pixels" if size else "a huge size"
-    return (f"image {path} claims {claim}, over the limit of {max_pixels} pixels (a guard against "
+    return (f"{label} claims {claim}, over the limit of {max_pixels} pixels (a guard against "
             f"decompression bombs); pass max_pixels= to read it anyway")
 
 
