@@ -1,14 +1,49 @@
-"""``csrinfer export``: not built yet (issue 4, export and runtime)."""
+"""``csrinfer export``: checkpoint -> model.onnx (-> model.plan where TensorRT is installed).
 
-import argparse
+Thin: parses the flags into :class:`csrinfer.export.pipeline.ExportOptions` and calls
+:func:`csrinfer.export.pipeline.export_model`.
+"""
 
-from csrinfer.cli.common import not_built
+from __future__ import annotations
 
-HELP = "export a checkpoint to ONNX (and a TensorRT engine) (not built yet)"
+from csrinfer.cli.common import parse_hw
+
+HELP = "export a checkpoint to ONNX (and a TensorRT engine where TensorRT is installed)"
 
 
 def add_arguments(p) -> None:
-    p.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+    p.add_argument("--ckpt", required=True, help="checkpoint .pth to export")
+    p.add_argument("--out", default=None, metavar="DIR", help="output folder (default: the checkpoint's folder)")
+    p.add_argument("--input-size", type=parse_hw, default=None, metavar="HxW",
+                   help="input size, multiples of 32 (default: the config's export size, 800x1344 for the paper model)")
+    p.add_argument("--dynamic", action="store_true", help="batch, height and width free in the graph")
+    p.add_argument("--batch", type=int, default=1, help="static batch size (default 1; ignored with --dynamic)")
+    p.add_argument("--opset", type=int, default=None, help="ONNX opset (default 18)")
+    p.add_argument("--no-simplify", action="store_true", help="skip onnxslim's constant folding")
+    p.add_argument("--onnx-only", action="store_true", help="do not go on to a TensorRT engine")
 
 
-run = not_built("export", "issue 4, export and runtime")
+def options_from_args(args):
+    """The ExportOptions the flags ask for (later flags add fields here)."""
+    from csrinfer.export.pipeline import ExportOptions
+
+    options = ExportOptions(out_dir=args.out, input_size=args.input_size, batch=args.batch, dynamic=args.dynamic,
+                            simplify=not args.no_simplify, engine=not args.onnx_only)
+    if args.opset is not None:
+        options.opset = args.opset
+    return options
+
+
+def run(args) -> int:
+    from csrinfer.export.pipeline import export_model
+
+    result = export_model(args.ckpt, options_from_args(args))
+    info = result.info
+    shape = "dynamic batch and size" if info.dynamic else f"static {info.batch}x3x{info.input_size[0]}x{info.input_size[1]}"
+    print(f"wrote {result.onnx} ({shape}, {len(info.class_names)} classes, "
+          f"{result.onnx.stat().st_size / 1e6:.1f} MB)")
+    if result.engine is not None:
+        print(f"wrote {result.engine}")
+    for note in result.notes:
+        print(note)
+    return 0

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import torch
 
+from csrinfer.checkpoint import atomic_write
 from csrinfer.model.network import CSRD2SNet
 
 INPUT_NAME = "images"
@@ -33,14 +34,15 @@ class ExportGraph(torch.nn.Module):
 
 def export_onnx(model: CSRD2SNet, path: str | os.PathLike, input_size: tuple[int, int] = (800, 1344),
                 batch: int = 1, dynamic: bool = False, opset: int = DEFAULT_OPSET,
-                metadata: dict | None = None) -> Path:
-    """Write ``model`` to ``path`` as ONNX and return the path.
+                metadata: dict | None = None, simplify: bool = True) -> Path:
+    """Write ``model`` to ``path`` as ONNX (atomically) and return the path.
 
     Args:
         input_size: (H, W) of the example input, multiples of 32; the static shape unless dynamic.
         batch: batch size of the example input (the static batch unless dynamic).
-        dynamic: batch, H and W symbolic.
+        dynamic: batch, H and W symbolic (named ``batch``, ``height``, ``width``).
         metadata: string-able values stored in ``metadata_props`` (dicts/lists as JSON).
+        simplify: fold constants and fuse with onnxslim after torch's own optimisation pass.
 
     Example:
         >>> export_onnx(model, "model.onnx", input_size=(800, 1344))
@@ -62,12 +64,45 @@ def export_onnx(model: CSRD2SNet, path: str | os.PathLike, input_size: tuple[int
     with torch.no_grad():
         program = torch.onnx.export(graph, (example,), dynamo=True, input_names=[INPUT_NAME],
                                     output_names=list(OUTPUT_NAMES), opset_version=opset,
-                                    dynamic_shapes=dynamic_shapes, external_data=False)
+                                    dynamic_shapes=dynamic_shapes, external_data=False, verbose=False)
     proto = program.model_proto
+    if dynamic:
+        name_dynamic_dims(proto, {2: "height", 3: "width"})
+    if simplify:
+        proto = simplify_graph(proto)
     set_metadata(proto, metadata or {})
     onnx.checker.check_model(proto, full_check=True)
-    onnx.save(proto, str(path))
+    atomic_write(path, lambda tmp: onnx.save(proto, tmp))
     return path
+
+
+def simplify_graph(proto):
+    """Constant folding and operator fusion with onnxslim (shapes and results unchanged).
+
+    torch's exporter has already folded what it can (``optimize=True``); onnxslim removes the
+    remaining shape arithmetic of static graphs. Without onnxslim the graph is returned as is.
+    """
+    try:
+        import onnxslim
+    except ImportError:
+        return proto
+    return onnxslim.slim(proto)
+
+
+def name_dynamic_dims(proto, names: dict[int, str]) -> None:
+    """Rename the exporter's symbolic input dims (``s14``...) to readable names everywhere."""
+    import re
+
+    dims = proto.graph.input[0].type.tensor_type.shape.dim
+    rename = {dims[axis].dim_param: name for axis, name in names.items() if dims[axis].dim_param}
+    if not rename:
+        return
+    pattern = re.compile(r"\b(" + "|".join(map(re.escape, rename)) + r")\b")
+    values = list(proto.graph.input) + list(proto.graph.output) + list(proto.graph.value_info)
+    for value in values:
+        for dim in value.type.tensor_type.shape.dim:
+            if dim.dim_param:
+                dim.dim_param = pattern.sub(lambda m: rename[m.group(1)], dim.dim_param)
 
 
 def set_metadata(proto, metadata: dict) -> None:

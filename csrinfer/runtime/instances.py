@@ -72,6 +72,17 @@ class Instances:
             })
         return out
 
+    def draw(self, image, **options) -> np.ndarray:
+        """``image`` (path or uint8 BGR [H, W, 3]) with these instances drawn; see
+        :func:`csrinfer.runtime.draw.draw_instances`."""
+        from csrinfer.runtime.draw import draw_instances
+
+        return draw_instances(image, self, **options)
+
+    def numpy(self) -> dict[str, np.ndarray]:
+        """The arrays as a dict: masks, labels, scores, boxes."""
+        return {"masks": self.masks, "labels": self.labels, "scores": self.scores, "boxes": self.boxes}
+
     def __repr__(self) -> str:
         h, w = self.image_size
         return f"Instances(n={len(self)}, image={h}x{w}, names={self.names[:5]}{'...' if len(self) > 5 else ''})"

@@ -18,15 +18,20 @@ from csrinfer.runtime.instances import Instances, masks_to_boxes
 from csrinfer.runtime.preprocess import Letterbox
 
 
+# Upsampled float masks are made this many pixels at a time (about 64 MB of float32), so that
+# 100 instances on a large photo never hold all their float masks at once.
+CHUNK_PIXELS = 16_000_000
+
+
 def to_instances(scores, labels, masks, box: Letterbox, class_names: Sequence[str] = (),
                  score_thr: float = 0.1, mask_thr: float = 0.5) -> Instances:
     """One image's graph outputs -> Instances.
 
     Args:
-        scores: [K] (numpy or torch, any float dtype).
+        scores: [K] (numpy or torch, any float dtype, any device).
         labels: [K] integer.
         masks: [K, Hp/8, Wp/8] mask probabilities (stride 8 of the padded input).
-        box: where the image sits in the padded input.
+        box: where the image sits in the padded input (``box.padded`` is the input's size).
     """
     scores = torch.as_tensor(scores).float()
     keep = torch.nonzero(scores > score_thr).flatten()
@@ -34,16 +39,31 @@ def to_instances(scores, labels, masks, box: Letterbox, class_names: Sequence[st
     if keep.numel() == 0:
         return Instances.empty(h, w, class_names)
     keep = keep[torch.argsort(scores[keep], descending=True)]
-    probs = torch.as_tensor(masks)[keep].float()[None]  # only the kept masks move on
-    ph, pw = box.padded
-    rh, rw = box.resized
-    probs = F.interpolate(probs, size=(ph, pw), mode="bilinear", align_corners=False)[:, :, :rh, :rw]
-    probs = F.interpolate(probs, size=(h, w), mode="bilinear", align_corners=False)[0]
-    bool_masks = (probs > mask_thr).cpu().numpy()
+    masks, labels = torch.as_tensor(masks), torch.as_tensor(labels)
+    bool_masks = np.empty((keep.numel(), h, w), bool)
+    chunk = max(1, CHUNK_PIXELS // max(box.padded[0] * box.padded[1], h * w))
+    for start in range(0, keep.numel(), chunk):
+        probs = masks[keep[start:start + chunk].to(masks.device)].float()  # only the kept masks move on
+        bool_masks[start:start + chunk] = paste_masks(probs, box, mask_thr)
     return Instances(
         masks=bool_masks,
-        labels=torch.as_tensor(labels)[keep].cpu().numpy().astype(np.int64),
+        labels=labels[keep.to(labels.device)].cpu().numpy().astype(np.int64),
         scores=scores[keep].cpu().numpy().astype(np.float32),
         boxes=masks_to_boxes(bool_masks),
         class_names=tuple(class_names),
     )
+
+
+def paste_masks(probs: torch.Tensor, box: Letterbox, mask_thr: float = 0.5) -> np.ndarray:
+    """float [N, Hp/8, Wp/8] probabilities -> bool [N, H, W] at the original image size.
+
+    As mmdetection's SOLOv2: upsample to the padded input, crop the padding, resize to the
+    original size, threshold.
+    """
+    ph, pw = box.padded
+    rh, rw = box.resized
+    h, w = box.original
+    probs = F.interpolate(probs[None], size=(ph, pw), mode="bilinear", align_corners=False)[:, :, :rh, :rw]
+    if (rh, rw) != (h, w):
+        probs = F.interpolate(probs, size=(h, w), mode="bilinear", align_corners=False)
+    return (probs[0] > mask_thr).cpu().numpy()

@@ -53,11 +53,12 @@ def resized_size(height: int, width: int, short_side: int = 800, max_size: int =
 
 
 def letterbox(image_bgr: np.ndarray, short_side: int = 800, max_size: int = 1333, divisor: int = 32,
-              fit: tuple[int, int] | None = None) -> tuple[np.ndarray, Letterbox]:
+              fit: tuple[int, int] | None = None,
+              pad_value: Sequence[float] = PAD_VALUE_RGB) -> tuple[np.ndarray, Letterbox]:
     """uint8 BGR [H, W, 3] -> (float32 RGB [3, H', W'] 0-255 padded, Letterbox).
 
     ``fit`` = (H, W) gives exactly that padded size (static-shape engines); otherwise the
-    padded size is the resized size rounded up to ``divisor``.
+    padded size is the resized size rounded up to ``divisor``. ``pad_value`` is RGB 0-255.
     """
     h, w = image_bgr.shape[:2]
     rh, rw = resized_size(h, w, short_side, max_size, fit)
@@ -65,17 +66,18 @@ def letterbox(image_bgr: np.ndarray, short_side: int = 800, max_size: int = 1333
     resized = cv2.resize(image_bgr, (rw, rh), interpolation=interp) if (rh, rw) != (h, w) else image_bgr
     ph, pw = fit if fit is not None else padded_size(rh, rw, divisor)
     out = np.empty((3, ph, pw), np.float32)
-    out[:] = np.asarray(PAD_VALUE_RGB, np.float32)[:, None, None]
+    out[:] = np.asarray(pad_value, np.float32)[:, None, None]
     out[:, :rh, :rw] = resized[:, :, ::-1].transpose(2, 0, 1)
     return out, Letterbox((h, w), (rh, rw), (ph, pw))
 
 
-def stack_batch(images: Sequence[np.ndarray], divisor: int = 32) -> np.ndarray:
+def stack_batch(images: Sequence[np.ndarray], divisor: int = 32,
+                pad_value: Sequence[float] = PAD_VALUE_RGB) -> np.ndarray:
     """float32 [3, Hi, Wi] images -> [B, 3, H, W] padded to the largest (a multiple of ``divisor``)."""
     ph = max(padded_size(*im.shape[1:], divisor)[0] for im in images)
     pw = max(padded_size(*im.shape[1:], divisor)[1] for im in images)
     out = np.empty((len(images), 3, ph, pw), np.float32)
-    out[:] = np.asarray(PAD_VALUE_RGB, np.float32)[None, :, None, None]
+    out[:] = np.asarray(pad_value, np.float32)[None, :, None, None]
     for i, im in enumerate(images):
         out[i, :, : im.shape[1], : im.shape[2]] = im
     return out

@@ -1,0 +1,89 @@
+"""ONNX Runtime backend: a ``.onnx`` file written by ``csrinfer export``.
+
+Everything comes from the file: class names, thresholds and resize rule from its
+``metadata_props``, static or dynamic shapes from its input. The execution provider is the
+best one this onnxruntime build offers for the requested device (CUDA, then CPU).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from csrinfer.errors import BackendUnavailableError, ModelFileError
+from csrinfer.runtime.backends.base import INPUT_NAME, OUTPUT_NAMES, Backend
+from csrinfer.runtime.model_info import ModelInfo
+
+# Preference order when no device is named. TensorRT's EP is left out on purpose: TensorRT
+# engines have their own backend (.plan), built ahead of time rather than at session start.
+PREFERRED_PROVIDERS = ("CUDAExecutionProvider", "CPUExecutionProvider")
+
+
+def choose_providers(device: str | None, available: Sequence[str]) -> tuple[list, str]:
+    """(providers for InferenceSession, device string) for ``device`` None/"cpu"/"cuda[:N]"."""
+    if device is None:
+        best = next(p for p in PREFERRED_PROVIDERS if p in available or p == "CPUExecutionProvider")
+        device = "cuda" if best == "CUDAExecutionProvider" else "cpu"
+    kind, _, index = str(device).partition(":")
+    if kind == "cpu":
+        return ["CPUExecutionProvider"], "cpu"
+    if kind == "cuda":
+        if "CUDAExecutionProvider" not in available:
+            raise BackendUnavailableError(
+                f"device '{device}' asked for, but this onnxruntime has no CUDA execution provider "
+                f"(it has {', '.join(available)}); install onnxruntime-gpu or use device='cpu'")
+        return [("CUDAExecutionProvider", {"device_id": int(index or 0)}), "CPUExecutionProvider"], f"cuda:{int(index or 0)}"
+    raise BackendUnavailableError(f"unknown device '{device}' for ONNX Runtime; use 'cpu' or 'cuda[:N]'")
+
+
+class OnnxRuntimeBackend(Backend):
+    """Args:
+        path: a ``.onnx`` file exported by csrinfer.
+        device: None (best available), "cpu" or "cuda[:N]".
+        threads: intra-op threads (default: onnxruntime's choice, all cores).
+    """
+
+    name = "ONNX Runtime"
+
+    def __init__(self, path, device: str | None = None, threads: int | None = None):
+        import onnxruntime as ort
+
+        path = Path(path)
+        if not path.is_file():
+            raise ModelFileError(f"model file {path} does not exist" if not path.exists()
+                                 else f"model file {path} is not a file")
+        providers, self.device = choose_providers(device, ort.get_available_providers())
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = int(threads)
+        try:
+            self.session = ort.InferenceSession(str(path), options, providers=providers)
+        except Exception as e:  # onnxruntime raises its own Fail/InvalidGraph/... types
+            first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+            raise ModelFileError(f"ONNX Runtime cannot load {path} ({first})") from None
+        self.info = _info_of_session(self.session, str(path))
+        self._output_names = [o.name for o in self.session.get_outputs()]
+
+    @property
+    def providers(self) -> list[str]:
+        return self.session.get_providers()
+
+    def infer(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        images = np.ascontiguousarray(feeds[INPUT_NAME], dtype=np.float32)
+        self.check_batch(images)
+        return dict(zip(self._output_names, self.session.run(self._output_names, {INPUT_NAME: images})))
+
+
+def _info_of_session(session, source: str) -> ModelInfo:
+    info = ModelInfo.from_metadata(session.get_modelmeta().custom_metadata_map, source)
+    inputs, outputs = session.get_inputs(), [o.name for o in session.get_outputs()]
+    if [i.name for i in inputs] != [INPUT_NAME] or sorted(outputs) != sorted(OUTPUT_NAMES):
+        raise ModelFileError(f"{source} has inputs {[i.name for i in inputs]} and outputs {outputs}; "
+                             f"expected ['{INPUT_NAME}'] and {list(OUTPUT_NAMES)}")
+    # The graph's own input shape is the truth about what is static (ints) or dynamic (names).
+    b, _, h, w = inputs[0].shape
+    static = lambda v: isinstance(v, int) and v > 0  # noqa: E731
+    return info.replace(batch=b if static(b) else None,
+                        input_size=(h, w) if static(h) and static(w) else None)

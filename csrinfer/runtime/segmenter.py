@@ -1,0 +1,142 @@
+"""``Segmenter``: one object that runs any csrinfer model file on images (design.md §2).
+
+The backend is chosen once, from the file's suffix (csrinfer/runtime/backends); the
+Segmenter's state is that backend plus the thresholds. Every backend shares the same three
+steps: ``preprocess`` (load, letterbox, pad; csrinfer/runtime/preprocess.py), the backend's
+``infer``, and ``postprocess`` (csrinfer/runtime/postprocess.py).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import defaultdict
+from collections.abc import Sequence
+
+import numpy as np
+
+from csrinfer.errors import ConfigError
+from csrinfer.runtime.backends import Backend, load_backend
+from csrinfer.runtime.image_io import MAX_PIXELS, load_image
+from csrinfer.runtime.instances import Instances
+from csrinfer.runtime.model_info import ModelInfo
+from csrinfer.runtime.postprocess import to_instances
+from csrinfer.runtime.preprocess import Letterbox, letterbox, padded_size, resized_size, stack_batch
+
+DYNAMIC_BATCH = 8  # images per forward pass when the model's batch is free
+
+
+class Segmenter:
+    """Instance segmentation with a checkpoint, an ONNX file, a TensorRT engine or a module.
+
+    Args:
+        model: ``.pth``/``.pt`` (PyTorch), ``.onnx`` (ONNX Runtime), ``.plan``/``.engine``
+            (TensorRT), or an in-memory ``CSRD2SNet`` (give ``cfg=`` or ``class_names=``).
+        device: "cpu", "cuda", "cuda:N"; default: the best available for the backend.
+        score_thr: keep instances scoring above this (default: the model's, 0.1). The graph
+            already dropped everything under its own threshold, so lower values change nothing.
+        mask_thr: binarisation threshold of the mask probabilities (default: the model's, 0.5).
+        input_size: (H, W) to letterbox every image into; default: the model's static size, or
+            the model's resize rule (short side 800, long side at most 1333) when it is dynamic.
+        max_pixels: image files claiming more pixels than this are refused (decompression bombs).
+        **backend_options: passed to the backend (``cfg=``, ``class_names=`` for a module;
+            ``threads=`` for ONNX Runtime).
+
+    ``predict`` and ``predict_batch`` may be called from several threads at once.
+
+    Example:
+        >>> seg = Segmenter("model.onnx")
+        >>> instances = seg.predict("street.jpg")          # or an H x W x 3 uint8 BGR array
+        >>> print(len(instances), instances.names, instances.scores)
+        >>> cv2.imwrite("street.png", instances.draw(cv2.imread("street.jpg")))
+    """
+
+    def __init__(self, model, device: str | None = None, *, score_thr: float | None = None,
+                 mask_thr: float | None = None, input_size: Sequence[int] | None = None,
+                 max_pixels: int = MAX_PIXELS, **backend_options):
+        self.backend: Backend = load_backend(model, device, **backend_options)
+        info = self.backend.info
+        self.score_thr = info.score_thr if score_thr is None else float(score_thr)
+        self.mask_thr = info.mask_thr if mask_thr is None else float(mask_thr)
+        if input_size is not None:
+            input_size = tuple(int(v) for v in input_size)
+            if info.input_size is not None and input_size != tuple(info.input_size):
+                raise ConfigError(f"this model has a static input of {info.input_size[0]}x{info.input_size[1]}; "
+                                  f"input_size={input_size[0]}x{input_size[1]} cannot change it (export it again)")
+            if input_size[0] % info.size_divisor or input_size[1] % info.size_divisor:
+                raise ConfigError(f"input_size {input_size[0]}x{input_size[1]} must be multiples of {info.size_divisor}")
+        self.input_size = input_size or info.input_size
+        self.max_pixels = max_pixels
+
+    @property
+    def info(self) -> ModelInfo:
+        return self.backend.info
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return self.backend.info.class_names
+
+    @property
+    def device(self) -> str:
+        return self.backend.device
+
+    def predict(self, image) -> Instances:
+        """One image (a path, or an H x W x 3 uint8 BGR array) -> Instances at its size."""
+        return self.predict_batch([image])[0]
+
+    __call__ = predict
+
+    def predict_batch(self, images: Sequence, batch_size: int | None = None) -> list[Instances]:
+        """Several images -> one Instances each, in order.
+
+        Only images that letterbox to the same input size share a forward pass, so a result
+        never depends on which other images were in the batch (padding to a larger image would
+        change what the network sees). ``batch_size``: images per forward pass (a static-batch
+        model always uses its own). Raises :class:`csrinfer.errors.ImageError` for the first
+        unusable image.
+        """
+        loaded = [load_image(im, self.max_pixels, name=f"image array {i}" if len(images) > 1 else None)
+                  for i, im in enumerate(images)]
+        step = self.info.batch or batch_size or DYNAMIC_BATCH
+        groups = defaultdict(list)  # network input size -> indices of the images that get it
+        for i, image in enumerate(loaded):
+            groups[self.input_shape(*image.shape[:2])].append(i)
+        results: list[Instances | None] = [None] * len(loaded)
+        for indices in groups.values():
+            for start in range(0, len(indices), step):
+                chunk = indices[start:start + step]
+                batch, boxes = self.preprocess([loaded[i] for i in chunk])
+                for i, instances in zip(chunk, self.postprocess(self.backend.infer({"images": batch}), boxes)):
+                    results[i] = instances
+        return results
+
+    def input_shape(self, height: int, width: int) -> tuple[int, int]:
+        """(H, W) of the network input an image of this size is letterboxed into."""
+        if self.input_size is not None:
+            return tuple(self.input_size)
+        info = self.info
+        return padded_size(*resized_size(height, width, info.short_side, info.max_size), info.size_divisor)
+
+    def preprocess(self, images_bgr: Sequence[np.ndarray]) -> tuple[np.ndarray, list[Letterbox]]:
+        """uint8 BGR images -> (float32 [B, 3, H, W] RGB 0-255 padded, where each image went).
+
+        A static-batch model gets its full batch (missing images are padding; their outputs
+        are ignored by ``postprocess``, which returns one result per box).
+        """
+        info = self.info
+        resized = [letterbox(im, info.short_side, info.max_size, info.size_divisor, fit=self.input_size,
+                             pad_value=info.pad_value) for im in images_bgr]
+        tensors = [x for x, _ in resized]
+        if info.batch is not None and len(tensors) < info.batch:
+            tensors += [tensors[-1]] * (info.batch - len(tensors))
+        batch = stack_batch(tensors, info.size_divisor, info.pad_value)
+        padded = tuple(batch.shape[2:])  # the masks are at the stride of the batch's size
+        return batch, [dataclasses.replace(box, padded=padded) for _, box in resized]
+
+    def postprocess(self, outputs: dict, boxes: Sequence[Letterbox]) -> list[Instances]:
+        """Graph outputs for a batch -> one Instances per box (extra batch entries ignored)."""
+        return [to_instances(outputs["scores"][i], outputs["labels"][i], outputs["masks"][i], box,
+                             self.class_names, self.score_thr, self.mask_thr)
+                for i, box in enumerate(boxes)]
+
+    def __repr__(self) -> str:
+        return f"Segmenter({self.backend!r}, score_thr={self.score_thr}, mask_thr={self.mask_thr})"
