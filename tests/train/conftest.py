@@ -29,7 +29,7 @@ def tiny_config(**train):
 
 @pytest.fixture(scope="session")
 def tiny_data(tmp_path_factory):
-    """4 train and 2 val images of the synthetic shapes."""
+    """8 train and 2 val images of the synthetic shapes (4 iterations per epoch at batch 2)."""
     from csrinfer.data.synthetic import write_synthetic
 
-    return write_synthetic(tmp_path_factory.mktemp("shapes") / "shapes", n_train=4, n_val=2, seed=0)
+    return write_synthetic(tmp_path_factory.mktemp("shapes") / "shapes", n_train=8, n_val=2, seed=0)
