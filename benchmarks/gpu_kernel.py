@@ -9,12 +9,14 @@
    CUDA graph (input buffers rotated over more than the L2), the achieved bandwidth as a
    fraction of a measured device-to-device copy; every (vector width, rows per thread)
    variant at batch 8.
-3. The whole network, image in (uint8 BGR) -> Instances out, at 1344x800 (an 800x480 image is
-   letterboxed to 800x1333 and padded to 800x1344), batch 1, the paper config with random
-   weights made confident: eager FP32 (TF32 off: the paper's FP32), eager with PyTorch's
-   default TF32 convolutions, torch.compile of the FP32 model (and of the FP16 fast model),
-   the fast path with every switch on and with each switch off in turn; median latency, FPS,
-   where the time goes, and the fast path's instances matched against eager FP32's.
+3. The whole network through ``Segmenter.predict``, image in (uint8 BGR) -> Instances out, at
+   1344x800 (a 480x800 HxW image is letterboxed to 800x1333 and padded to 800x1344), batch 1,
+   the paper config with random weights made confident: eager FP32 (TF32 off: the paper's
+   FP32), eager with PyTorch's default TF32 convolutions, torch.compile of the FP32 model (and
+   of the FP16 fast model), the fast path with every switch on and with each switch off in
+   turn; median latency, FPS, where the time goes (pre-processing, network + in-graph
+   post-processing, Instances), and each variant checked against eager FP32 on the same input
+   tensor (csrinfer.runtime.compare) and by matching its own instances.
 
 A JSON file gets everything (GPU, driver, torch version, date, the exact command); a short
 table is printed last. ``--dry-run`` runs the same logic on the CPU with tiny shapes and the
@@ -30,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import dataclasses
 import datetime
 import json
 import platform
@@ -40,6 +41,7 @@ import subprocess
 import sys
 import time
 import traceback
+from dataclasses import asdict
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -75,8 +77,8 @@ class Clock:
             torch.cuda.synchronize()
 
     def flush(self):
-        """Read a buffer twice the L2 (evicting whatever the last call left there); on a GPU this
-        also queues work ahead of the timed call, so the CPU's launch cost stays out of its time."""
+        """Read a buffer larger than the L2 (evicting whatever the last call left there); on a GPU
+        this also queues work ahead of the timed call, so the CPU's launch cost stays out of its time."""
         if self.flush_buf is not None:
             self.flush_buf.sum()
 
@@ -276,8 +278,8 @@ def kernel_speed(device, dtypes, clock: Clock, copy_gbps: float, l2_bytes: int, 
             x, w, b, out = sets[0]
             fused_cold = clock.times(lambda: run_kernel(x, w, b, out), runs, flush=True)
             torch_cold = clock.times(lambda: torch_d2s(x, w, b), runs, flush=True)
-            fused_graph = graph_per_call_ms(clock, run_kernel, sets, max(5, runs // 10))
-            torch_graph = graph_per_call_ms(clock, torch_d2s, [s[:3] for s in sets], max(5, runs // 10))
+            fused_graph = graph_per_call_ms(clock, run_kernel, sets, max(10, runs // 5))
+            torch_graph = graph_per_call_ms(clock, torch_d2s, [s[:3] for s in sets], max(10, runs // 5))
             moved = bytes_moved(*shape, dtype)
             gbps = moved / fused_graph / 1e6
             rows.append({
@@ -297,7 +299,7 @@ def kernel_speed(device, dtypes, clock: Clock, copy_gbps: float, l2_bytes: int, 
             sets = rotating_sets(shape, dtype, device, gen, 3 * l2_bytes if not dry else 1)
             for vec, r in variants(shape, dtype_name(dtype)):
                 ms = graph_per_call_ms(clock, lambda x, w, b, o, v=vec, rr=r: run_kernel(x, w, b, o, v, rr),
-                                       sets, max(5, runs // 10))
+                                       sets, max(10, runs // 5))
                 gbps = bytes_moved(*shape, dtype) / ms / 1e6
                 sweep.append({"shape": list(shape), "dtype": dtype_name(dtype), "vec": vec, "rows": r,
                               "graph_ms": ms, "GBps": gbps, "bandwidth_fraction": gbps / copy_gbps if copy_gbps else None,
@@ -308,36 +310,8 @@ def kernel_speed(device, dtypes, clock: Clock, copy_gbps: float, l2_bytes: int, 
 
 # --- 3. end to end ---------------------------------------------------------------------------
 
-class Pipeline:
-    """uint8 BGR image -> Instances: letterbox (cv2 or GPU), the network + in-graph post-processing
-    (eager, compiled or fast), ``to_instances`` on the outputs' device."""
-
-    def __init__(self, net_fn, device, info: dict, gpu_preprocess: bool):
-        self.net_fn, self.device, self.info, self.gpu_preprocess = net_fn, device, info, gpu_preprocess
-
-    def preprocess(self, image):
-        from csrinfer.runtime.gpu_preprocess import letterbox_tensor
-        from csrinfer.runtime.preprocess import letterbox
-
-        kw = dict(short_side=self.info["short_side"], max_size=self.info["max_size"], divisor=self.info["divisor"])
-        if self.gpu_preprocess:
-            x, box = letterbox_tensor(image, self.device, **kw)
-            return x[None], box
-        x, box = letterbox(image, **kw)
-        return torch.from_numpy(x)[None].to(self.device), box
-
-    def __call__(self, image):
-        from csrinfer.runtime.postprocess import to_instances
-
-        batch, box = self.preprocess(image)
-        with torch.inference_mode():
-            scores, labels, masks = self.net_fn(batch)
-            return to_instances(scores[0], labels[0], masks[0], box, self.info["class_names"],
-                                self.info["score_thr"], self.info["mask_thr"])
-
-
 class Precision:
-    """Context: cuDNN/cuBLAS TF32 switched as asked, restored after."""
+    """Context: cuDNN TF32 convolutions switched as asked (matmuls stay FP32), restored after."""
 
     def __init__(self, tf32: bool):
         self.tf32 = tf32
@@ -351,84 +325,59 @@ class Precision:
         torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = self.saved
 
 
-def match_instances(ref, got) -> dict:
-    """Greedy match of ``got`` to ``ref`` by label and mask IoU (both Instances)."""
-    used, ious, score_diffs = set(), [], []
-    for i in range(len(ref)):
-        best, best_j = 0.0, None
-        for j in range(len(got)):
-            if j in used or got.labels[j] != ref.labels[i]:
-                continue
-            inter = np.logical_and(ref.masks[i], got.masks[j]).sum()
-            union = np.logical_or(ref.masks[i], got.masks[j]).sum()
-            iou = inter / union if union else 0.0
-            if iou > best:
-                best, best_j = iou, j
-        ious.append(float(best))
-        if best_j is not None and best >= 0.5:
-            used.add(best_j)
-            score_diffs.append(abs(float(ref.scores[i]) - float(got.scores[best_j])))
-    matched = sum(iou >= 0.5 for iou in ious)
-    return {"ref_instances": len(ref), "instances": len(got), "matched_iou50": int(matched),
-            "matched_fraction": matched / len(ref) if len(ref) else 1.0,
-            "mean_best_iou": float(np.mean(ious)) if ious else 1.0,
-            "max_score_diff_matched": max(score_diffs) if score_diffs else 0.0,
-            "median_score_diff_matched": float(np.median(score_diffs)) if score_diffs else 0.0}
-
-
 def e2e(device, args, clock: Clock, started: float, save=lambda partial: None) -> dict:
+    """Segmenter.predict (image in, Instances out) for each variant; see the module docstring."""
     from csrinfer.config import load_config
     from csrinfer.model import build_model
     from csrinfer.runtime.fastpath import FastPathOptions
+    from csrinfer.runtime.segmenter import Segmenter
     from tests.conftest import make_confident
 
     cfg = load_config(args.config)
-    torch.manual_seed(0)
-    base = make_confident(build_model(cfg), nms_pre=cfg.inference.nms_pre).eval()
     if args.dry_run:  # a tiny network input keeps the CPU run to seconds
         cfg.input.short_side, cfg.input.max_size = 64, 128
-    info = {"short_side": cfg.input.short_side, "max_size": cfg.input.max_size, "divisor": cfg.input.size_divisor,
-            "class_names": tuple(cfg.classes),
-            "score_thr": cfg.inference.score_thr, "mask_thr": cfg.inference.mask_thr}
-    h, w = args.image
-    rng = np.random.default_rng(0)
-    image = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+    torch.manual_seed(0)
+    base = make_confident(build_model(cfg), nms_pre=cfg.inference.nms_pre).eval()
+    image = np.random.default_rng(0).integers(0, 256, (*args.image, 3), dtype=np.uint8)
     iters = 2 if args.dry_run else (15 if args.quick else 40)
     all_on = FastPathOptions.all_on()
 
-    variants_ = [("eager_fp32", FastPathOptions(), False, None),
-                 ("eager_fp32_tf32", FastPathOptions(), True, None),
-                 ("fast", all_on, True, None)][: 3 if not args.dry_run else None]
-    if args.dry_run:
-        del variants_[1]
+    # (name, Segmenter options, TF32 convolutions); eager_fp32 first: the others are compared to it.
+    variants_ = [("eager_fp32", {}, False)]
+    if not args.dry_run:
+        variants_.append(("eager_fp32_tf32", {}, True))
+    variants_.append(("fast", asdict(all_on), True))
+    if args.compile != "none":  # before the ablations: the comparison the issue asks for
+        variants_.append(("compile_fp32", {"compile": True}, False))
     if not args.quick:
         for name in all_on.enabled[:1] if args.dry_run else all_on.enabled:
-            variants_.append((f"fast_without_{name}", dataclasses.replace(all_on, **{name: False}), True, None))
-    if args.compile != "none":
-        variants_.append(("compile_fp32", FastPathOptions(), False, "compile"))
-        if args.compile == "both":
-            variants_.append(("compile_fast", FastPathOptions(True, True, True, False, True), True, "compile"))
+            variants_.append((f"fast_without_{name}", {**asdict(all_on), name: False}, True))
+    if args.compile == "both":
+        variants_.append(("compile_fast", {**asdict(all_on), "cuda_graph": False, "compile": True}, True))
 
     results, reference = {}, None
-    for name, options, tf32, mode in variants_:
+    for name, options, tf32 in variants_:
         elapsed = time.monotonic() - started
-        if mode == "compile" and args.dry_run:
+        if options.get("compile") and args.dry_run:
             results[name] = {"skipped": "torch.compile is not run in a dry run"}
             continue
-        if elapsed > args.budget_s - (150 if mode == "compile" else 20):
+        if elapsed > args.budget_s - (150 if options.get("compile") else 20):
             results[name] = {"skipped": f"time budget: {elapsed:.0f} s of {args.budget_s} s used"}
             continue
         print(f"[{elapsed:6.1f} s]   {name}", flush=True)
         try:
+            seg = Segmenter(copy.deepcopy(base), device=str(device), cfg=cfg, **options)
             with Precision(tf32):
-                res, got = run_variant(name, base, options, mode, device, info, image, iters, clock)
-            if name == "eager_fp32":
-                reference = got
-            elif reference is not None:
-                res["vs_eager_fp32"] = match_instances(reference, got)
+                res, got = time_segmenter(seg, image, iters, clock)
+            res.update(tf32_convolutions=tf32, options=seg.backend.options.enabled)
+            if reference is None:
+                reference = (seg, got)
+            else:
+                res.update(compare_to_reference(reference, seg, got, image))
             results[name] = res
         except Exception as exc:  # record and go on: later variants still run
             results[name] = {"error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()}
+        seg = None
         if device.type == "cuda":
             torch.cuda.empty_cache()
         save({"variants": results})
@@ -436,40 +385,42 @@ def e2e(device, args, clock: Clock, started: float, save=lambda partial: None) -
     for res in results.values():
         if baseline and "e2e" in res:
             res["speedup_vs_eager_fp32"] = baseline / res["e2e"]["median_ms"]
-    return {"config": str(args.config), "image_hw": [h, w], "iterations": iters, "variants": results}
+    return {"config": str(args.config), "image_hw": list(args.image), "iterations": iters, "variants": results}
 
 
-def run_variant(name, base, options, mode, device, info, image, iters, clock: Clock):
-    from csrinfer.runtime.fastpath import FastNet, build_fast_net
-    from csrinfer.runtime.postprocess import to_instances
-
-    options = options.for_device(device)
-    net = copy.deepcopy(base)
-    if mode == "compile":
-        fast = FastNet(net.to(device), options.fp16, options.channels_last, options.fused)
-        net_fn = torch.compile(fast)
-    else:
-        net_fn = build_fast_net(net, options, device)
-    pipe = Pipeline(net_fn, device, info, options.gpu_preprocess)
+def time_segmenter(seg, image, iters: int, clock: Clock) -> tuple[dict, object]:
+    """Median times of predict (end to end) and of its three steps, after the first call
+    (which compiles, captures or loads the kernel: reported as first_call_s)."""
     t0 = time.monotonic()
-    got = pipe(image)  # first call: compile / capture / autotune
+    got = seg.predict(image)
     clock.sync()
     first_s = time.monotonic() - t0
-    e2e_ms = clock.wall(lambda: pipe(image), iters, warmup=2)
-    # Where the time goes: pre-processing, network + in-graph post-processing, Instances.
-    batch, box = pipe.preprocess(image)
-    pre_ms = clock.wall(lambda: pipe.preprocess(image), iters)
-    with torch.inference_mode():
-        net_ms = clock.wall(lambda: net_fn(batch), iters)
-        outputs = net_fn(batch)
-        post_ms = clock.wall(lambda: to_instances(outputs[0][0], outputs[1][0], outputs[2][0], box,
-                                                  info["class_names"], info["score_thr"], info["mask_thr"]), iters)
-    res = {"options": options.enabled, "mode": mode or ("cuda_graph" if options.cuda_graph else "eager"),
-           "tf32_convolutions": torch.backends.cudnn.allow_tf32, "first_call_s": first_s,
-           "e2e": summarize(e2e_ms), "fps": 1e3 / statistics.median(e2e_ms),
-           "preprocess": summarize(pre_ms), "network_and_graph_postprocess": summarize(net_ms),
-           "to_instances": summarize(post_ms), "instances": len(got)}
-    return res, got
+    e2e_ms = clock.wall(lambda: seg.predict(image), iters, warmup=2)
+    batch, boxes = seg.preprocess([image])
+    pre_ms = clock.wall(lambda: seg.preprocess([image]), iters)
+    net_ms = clock.wall(lambda: seg.backend.infer({"images": batch}), iters)
+    outputs = seg.backend.infer({"images": batch})
+    post_ms = clock.wall(lambda: seg.postprocess(outputs, boxes), iters)
+    return {"first_call_s": first_s, "e2e": summarize(e2e_ms), "fps": 1e3 / statistics.median(e2e_ms),
+            "preprocess": summarize(pre_ms), "network_and_graph_postprocess": summarize(net_ms),
+            "to_instances": summarize(post_ms), "instances": len(got)}, got
+
+
+def compare_to_reference(reference, seg, got, image) -> dict:
+    """Against eager FP32: outputs on one shared input tensor (csrinfer.runtime.compare, as
+    ``csrinfer check``), and each pipeline's own Instances matched by class and mask IoU."""
+    from csrinfer.runtime.compare import compare, match_instances
+
+    ref_seg, want = reference
+    with Precision(False):
+        parity = compare(ref_seg, seg, [image])
+    pairs = match_instances(want, got)
+    diffs = [abs(float(want.scores[i]) - float(got.scores[j])) for i, j, _ in pairs]
+    return {"parity_same_input": parity.to_dict(),
+            "vs_eager_fp32": {"instances": len(got), "reference_instances": len(want), "matched_iou50": len(pairs),
+                              "matched_fraction": len(pairs) / len(want) if len(want) else 1.0,
+                              "mask_iou_mean": float(np.mean([p[2] for p in pairs])) if pairs else None,
+                              "score_diff_max": max(diffs) if diffs else None}}
 
 
 # --- report ----------------------------------------------------------------------------------
@@ -557,6 +508,16 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    threads = torch.get_num_threads()
+    try:
+        if args.dry_run:  # tiny CPU work: one thread beats several that wait on each other
+            torch.set_num_threads(1)
+        return run(args)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def run(args) -> int:
     started = time.monotonic()
     if args.dry_run:
         device = torch.device("cpu")
@@ -569,13 +530,14 @@ def main(argv=None) -> int:
         # tens of seconds of the run, and cuDNN's heuristics serve all variants alike.
         torch.backends.cudnn.benchmark = args.cudnn_benchmark
     res = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-           "command": " ".join(shlex.quote(a) for a in [sys.executable, *sys.argv]) if argv is None
-           else "gpu_kernel.main(" + repr(argv) + ")",
+           "command": " ".join(shlex.quote(a) for a in [sys.executable, *sys.argv]),
            "machine": machine(device), "dry_run": args.dry_run, "quick": args.quick, "targets": TARGETS,
            "cudnn_benchmark": torch.backends.cudnn.benchmark, "errors": {}}
     dtypes = [torch.float32, torch.float16] if device.type == "cuda" else [torch.float32]
     l2 = res["machine"].get("l2_bytes") or 50 * 2**20
-    clock = Clock(device, flush_bytes=0 if args.dry_run else 4 * l2)
+    # Flush buffer of 8x the L2: reading it evicts the L2 and takes longer (~0.1 ms) than the CPU
+    # needs to queue the timed call, so the call's launch cost stays out of its time.
+    clock = Clock(device, flush_bytes=0 if args.dry_run else 8 * l2)
     runs = 5 if args.dry_run else (30 if args.quick else 100)
 
     stages = [

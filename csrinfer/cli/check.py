@@ -1,14 +1,51 @@
-"""``csrinfer check``: not built yet (issue 4, export and runtime)."""
+"""``csrinfer check``: run two model files on the same inputs and print the parity report.
 
-import argparse
+Thin: builds two Segmenters that letterbox alike and calls
+:func:`csrinfer.runtime.compare.compare`. Exit code 0 when the report passes the tolerances,
+1 when it does not.
+"""
 
-from csrinfer.cli.common import not_built
+from __future__ import annotations
 
-HELP = "compare two backends on the same images (not built yet)"
+import json
+
+HELP = "compare two model files (backends) on the same images: output errors, mask IoU, scores"
 
 
 def add_arguments(p) -> None:
-    p.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+    p.add_argument("--model", required=True, help="reference model file (.pth, .onnx, .plan)")
+    p.add_argument("--against", required=True, help="model file to compare with it")
+    p.add_argument("--images", nargs="+", default=None, metavar="IMG_OR_DIR",
+                   help="images or folders (default: a few sample photos)")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: the best available)")
+    p.add_argument("--score-tol", type=float, default=1e-3, help="largest score difference that passes (1e-3)")
+    p.add_argument("--min-iou", type=float, default=0.99, help="smallest matched-mask IoU that passes (0.99)")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
 
 
-run = not_built("check", "issue 4, export and runtime")
+def run(args) -> int:
+    from csrinfer.errors import ImageError
+    from csrinfer.runtime.compare import compare, parity_segmenters
+
+    a, b = parity_segmenters(args.model, args.against, args.device)
+    if args.images:
+        from csrinfer.runtime.sources import collect_sources
+
+        sources, problems = collect_sources(args.images)
+        images = [s.location for s in sources if s.kind == "image"]
+        if problems or not images:
+            raise ImageError(problems[0][1] if problems else "no image files among --images")
+    else:
+        from csrinfer.runtime.samples import sample_images
+
+        images = [image for _, image in sample_images()]
+    report = compare(a, b, images)
+    passed = report.passed(args.score_tol, args.min_iou)
+    if args.json:
+        print(json.dumps({**report.to_dict(), "passed": passed}, indent=2))
+    else:
+        print(f"{args.model} ({a.backend.name}) vs {args.against} ({b.backend.name})")
+        for line in report.lines():
+            print(f"  {line}")
+        print(f"  {'PASS' if passed else 'FAIL'} (scores within {args.score_tol:g}, mask IoU >= {args.min_iou:g}, same counts)")
+    return 0 if passed else 1

@@ -61,9 +61,10 @@ static inline d2s_half d2s_from_float(float f, d2s_half) {
 D2S_DEVICE float d2s_to_float(float v) { return v; }
 D2S_DEVICE float d2s_from_float(float f, float) { return f; }
 
-// V elements loaded or stored as one access (the compiler emits ld/st.v2/v4 when it can).
+// V elements loaded or stored together (ld/st.v2/v4). The alignment is capped at 16 bytes, all
+// the launcher guarantees: a 32-byte output pack is stored as two 16-byte stores.
 template <typename T, int V>
-struct alignas(sizeof(T) * V) D2SPack {
+struct alignas(sizeof(T) * V < 16 ? sizeof(T) * V : 16) D2SPack {
     T v[V];
 };
 

@@ -13,6 +13,7 @@ Example:
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import NamedTuple
 
 KERNEL_SOURCE = "d2s_fused.cu"
@@ -69,6 +70,7 @@ def rows_per_thread(items: int) -> int:
     return 1
 
 
+@lru_cache(maxsize=512)  # called on every launch; pure
 def launch_params(N: int, C: int, H: int, W: int, dtype, aligned: bool = True,
                   vec: int | None = None, rows: int | None = None) -> LaunchParams:
     """Launch configuration for x [N, C, H, W] -> out [N, C/4, 2H, 2W].
@@ -83,6 +85,8 @@ def launch_params(N: int, C: int, H: int, W: int, dtype, aligned: bool = True,
         raise ValueError(f"d2s_fused needs N, C, H, W >= 1 and C divisible by 4, got {(N, C, H, W)}")
     if max(N, C, 2 * H, 2 * W) > INT32_MAX:  # offsets inside the kernel are 64-bit; sizes are int32
         raise ValueError(f"d2s_fused: tensor {(N, C, H, W)} is too large for int32 sizes")
+    if vec is not None and vec > 1 and not aligned:
+        raise ValueError(f"vector width {vec} needs 16-byte-aligned pointers")
     v = vec if vec is not None else vector_width(W, dtype, aligned)
     if v not in VECTOR_WIDTHS[dtype] or W % v:
         raise ValueError(f"vector width {v} does not divide W={W} or is not one of {VECTOR_WIDTHS[dtype]}")

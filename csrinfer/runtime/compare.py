@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from csrinfer.errors import ConfigError
+from csrinfer.errors import ConfigError, ImageError
 from csrinfer.runtime.backends import load_backend
 from csrinfer.runtime.image_io import load_image
 from csrinfer.runtime.instances import Instances
@@ -36,10 +36,13 @@ class ParityReport:
     score_diff_mean: float = math.nan
     score_diff_max: float = math.nan
     count_mismatches: int = 0  # images where the two found different numbers of instances
+    failures: list[str] = field(default_factory=list)  # inputs that could not be read, one sentence each
 
     def passed(self, score_tol: float = 1e-3, min_iou: float = 0.99) -> bool:
         """Same counts, every instance matched, scores within ``score_tol``, IoU at least ``min_iou``."""
-        if self.count_mismatches or self.matched != self.instances_a or self.matched != self.instances_b:
+        if self.failures or self.images == 0 or self.count_mismatches:
+            return False
+        if self.matched != self.instances_a or self.matched != self.instances_b:
             return False
         return self.matched == 0 or (self.score_diff_max <= score_tol and self.mask_iou_min >= min_iou)
 
@@ -53,7 +56,7 @@ class ParityReport:
             f"count mismatches       {self.count_mismatches} images",
             f"mask IoU (matched)     mean {self.mask_iou_mean:.4f}, min {self.mask_iou_min:.4f}",
             f"score diff (matched)   mean {self.score_diff_mean:.2e}, max {self.score_diff_max:.2e}",
-        ]
+        ] + [f"unreadable             {sentence}" for sentence in self.failures]
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -75,7 +78,11 @@ def compare(a: Segmenter, b: Segmenter, images: Iterable, min_match_iou: float =
     report = ParityReport()
     ious, diffs = [], []
     for image in images:
-        bgr = load_image(image)
+        try:
+            bgr = load_image(image)
+        except ImageError as e:  # the other images are still compared
+            report.failures.append(str(e))
+            continue
         batch, boxes = a.preprocess([bgr])
         out_a = _numpy(a.backend.infer({"images": _fit_batch(batch, a.info.batch)}))
         out_b = _numpy(b.backend.infer({"images": _fit_batch(batch, b.info.batch)}))

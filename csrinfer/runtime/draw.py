@@ -46,14 +46,14 @@ def draw_instances(image, instances: Instances, alpha: float = 0.45, show_boxes:
     for i in order:
         color = class_color(instances.labels[i])
         _blend_mask(out, instances.masks[i], color, alpha, line)
-    names = instances.names
-    for i in order:
+    names, taken = instances.names, []
+    for i in order[::-1]:  # best first, so they get the tag spots closest to their boxes
         color = class_color(instances.labels[i])
         x1, y1, x2, y2 = (int(round(v)) for v in instances.boxes[i])
         if show_boxes and x2 > x1 and y2 > y1:
             cv2.rectangle(out, (x1, y1), (x2 - 1, y2 - 1), color, line, cv2.LINE_AA)
         if show_labels:
-            _tag(out, f"{names[i]} {instances.scores[i]:.2f}", (x1, y1), color, font_scale, line)
+            _tag(out, f"{names[i]} {instances.scores[i]:.2f}", (x1, y1), color, font_scale, line, taken)
     return out
 
 
@@ -69,14 +69,23 @@ def _blend_mask(out: np.ndarray, mask: np.ndarray, color, alpha: float, line: in
     cv2.drawContours(region, contours, -1, color, max(1, line // 2), cv2.LINE_AA)
 
 
-def _tag(out: np.ndarray, text: str, corner: tuple[int, int], color, font_scale: float, line: int) -> None:
-    """A filled label above the box's top-left corner (inside the image when there is no room)."""
+def _tag(out: np.ndarray, text: str, corner: tuple[int, int], color, font_scale: float, line: int,
+         taken: list) -> None:
+    """A filled label above the box's top-left corner (inside the image when there is no room),
+    moved down past the tags already drawn (``taken``: their rectangles) so none hides another."""
     thickness = max(1, line // 2)
     (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, font_scale, thickness)
     h, w = out.shape[:2]
+    tag_h = th + base + 2
     x = min(max(corner[0], 0), max(w - tw - 2, 0))
-    y = corner[1] - th - base - 2 if corner[1] - th - base - 2 >= 0 else min(corner[1], max(h - th - base - 2, 0))
-    cv2.rectangle(out, (x, y), (x + tw + 2, y + th + base + 2), color, -1)
+    y = corner[1] - tag_h if corner[1] - tag_h >= 0 else min(corner[1], max(h - tag_h, 0))
+    for _ in range(len(taken)):
+        hit = next((r for r in taken if x < r[2] and r[0] < x + tw + 2 and y < r[3] and r[1] < y + tag_h), None)
+        if hit is None or hit[3] + tag_h > h:
+            break
+        y = hit[3]
+    taken.append((x, y, x + tw + 2, y + tag_h))
+    cv2.rectangle(out, (x, y), (x + tw + 2, y + tag_h), color, -1)
     luminance = 0.114 * color[0] + 0.587 * color[1] + 0.299 * color[2]
     text_color = (0, 0, 0) if luminance > 140 else (255, 255, 255)
     cv2.putText(out, text, (x + 1, y + th + 1), cv2.FONT_HERSHEY_SIMPLEX, font_scale, text_color, thickness, cv2.LINE_AA)

@@ -1,7 +1,7 @@
 """The GPU fast path of the PyTorch backend (issue 5): what each switch does, and the network it runs.
 
 Five independent switches (:class:`FastPathOptions`), all off by default (plain eager FP32,
-the paper's setting):
+the paper's setting), given to ``Segmenter``/``TorchBackend`` as keyword arguments:
 
 - ``fp16``: half-precision weights and activations for the network; the in-graph
   post-processing (sigmoid, TopK, maskness, Matrix NMS) still runs in FP32 on the upcast
@@ -19,6 +19,13 @@ Post-processing into ``Instances`` (``postprocess.to_instances``) always runs on
 of the outputs: with a CUDA model the masks stay on the GPU until the final bool masks.
 All five switches need CUDA: on a CPU device they are switched off with one warning that
 names them (:meth:`FastPathOptions.for_device`), never silently.
+
+A sixth, ``compile``, runs the network through ``torch.compile`` instead (any device; not
+together with ``cuda_graph``, which would capture the compiled code a second time).
+
+Example:
+    >>> seg = Segmenter("model.pth", device="cuda", fp16=True, channels_last=True, fused=True,
+    ...                 cuda_graph=True, gpu_preprocess=True)
 """
 
 from __future__ import annotations
@@ -30,8 +37,11 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from csrinfer.errors import ConfigError
 from csrinfer.model.network import CSRD2SNet
 from csrinfer.model.postprocess import postprocess
+
+CUDA_ONLY = ("fp16", "channels_last", "fused", "cuda_graph", "gpu_preprocess")
 
 
 @dataclass(frozen=True)
@@ -41,23 +51,47 @@ class FastPathOptions:
     fused: bool = False
     cuda_graph: bool = False
     gpu_preprocess: bool = False
+    compile: bool = False
+
+    def __post_init__(self):
+        if self.compile and self.cuda_graph:
+            raise ConfigError("choose compile=True or cuda_graph=True, not both (torch.compile's "
+                              "mode='reduce-overhead' already uses CUDA graphs)")
 
     @classmethod
     def all_on(cls) -> "FastPathOptions":
-        return cls(True, True, True, True, True)
+        """The five GPU switches on (the fast path as benchmarked); ``compile`` stays off."""
+        return cls(**{name: True for name in CUDA_ONLY})
 
     @property
     def enabled(self) -> list[str]:
         return [f.name for f in dataclasses.fields(self) if getattr(self, f.name)]
 
+    @property
+    def changes_model(self) -> bool:
+        """True when the network itself is converted (precision, layout, D2S op, compile)."""
+        return self.fp16 or self.channels_last or self.fused or self.compile
+
     def for_device(self, device) -> "FastPathOptions":
-        """These options on ``device``: unchanged on CUDA; all off on a CPU, with one warning naming
-        the ones that were asked for (they only speed up CUDA work)."""
-        if torch.device(device).type == "cuda" or not self.enabled:
+        """These options on ``device``: unchanged on CUDA; on a CPU the GPU switches are off, with
+        one warning naming the ones that were asked for (they only speed up CUDA work)."""
+        ignored = [name for name in CUDA_ONLY if getattr(self, name)]
+        if torch.device(device).type == "cuda" or not ignored:
             return self
-        warnings.warn(f"GPU fast-path options {', '.join(self.enabled)} do nothing on {device}; "
-                      "running plain FP32 eager", stacklevel=2)
-        return FastPathOptions()
+        warnings.warn(f"GPU fast-path options {', '.join(ignored)} do nothing on {device}; "
+                      "running FP32 eager", stacklevel=2)
+        return FastPathOptions(compile=self.compile)
+
+
+def fast_path_kwargs(model) -> dict:
+    """``Segmenter`` keyword arguments with every GPU switch on, for a PyTorch model (a
+    ``.pth``/``.pt`` path or a module); other formats have their own precision and graphs."""
+    from pathlib import Path
+
+    if isinstance(model, (str, Path)) and Path(model).suffix.lower() not in (".pth", ".pt"):
+        raise ConfigError(f"the GPU fast path is for PyTorch models (.pth/.pt); {model} is a "
+                          f"{Path(model).suffix} file (build a TensorRT engine for the fastest runs)")
+    return dataclasses.asdict(FastPathOptions.all_on())
 
 
 class FastNet(nn.Module):
@@ -96,9 +130,15 @@ class FastNet(nn.Module):
 def build_fast_net(net: CSRD2SNet, options: FastPathOptions, device):
     """``net`` on ``device`` with ``options`` applied -> a callable images -> (scores, labels, masks).
 
-    ``options`` should already be :meth:`FastPathOptions.for_device`'d.
+    ``options`` should already be :meth:`FastPathOptions.for_device`'d. With no switch that
+    touches the network this is plain ``net.predict``. ``net`` is converted in place.
     """
-    fast = FastNet(net.to(device), options.fp16, options.channels_last, options.fused)
+    net = net.to(device).eval()
+    if not (options.changes_model or options.cuda_graph):
+        return net.predict
+    fast = FastNet(net, options.fp16, options.channels_last, options.fused)
+    if options.compile:
+        return torch.compile(fast)
     if options.cuda_graph:
         from csrinfer.runtime.cuda_graph import CudaGraphRunner
 

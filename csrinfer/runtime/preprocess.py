@@ -73,11 +73,18 @@ def letterbox(image_bgr: np.ndarray, short_side: int = 800, max_size: int = 1333
 
 def stack_batch(images: Sequence[np.ndarray], divisor: int = 32,
                 pad_value: Sequence[float] = PAD_VALUE_RGB) -> np.ndarray:
-    """float32 [3, Hi, Wi] images -> [B, 3, H, W] padded to the largest (a multiple of ``divisor``)."""
+    """float32 [3, Hi, Wi] images -> [B, 3, H, W] padded to the largest (a multiple of ``divisor``).
+
+    numpy arrays give a numpy batch; torch tensors (the GPU fast path) a tensor on their device.
+    """
     ph = max(padded_size(*im.shape[1:], divisor)[0] for im in images)
     pw = max(padded_size(*im.shape[1:], divisor)[1] for im in images)
-    out = np.empty((len(images), 3, ph, pw), np.float32)
-    out[:] = np.asarray(pad_value, np.float32)[None, :, None, None]
+    if isinstance(images[0], torch.Tensor):
+        out = images[0].new_empty((len(images), 3, ph, pw))
+        out[:] = torch.tensor(pad_value, dtype=out.dtype).view(1, 3, 1, 1).to(out.device)
+    else:
+        out = np.empty((len(images), 3, ph, pw), np.float32)
+        out[:] = np.asarray(pad_value, np.float32)[None, :, None, None]
     for i, im in enumerate(images):
         out[i, :, : im.shape[1], : im.shape[2]] = im
     return out

@@ -120,11 +120,19 @@ class Segmenter:
         """uint8 BGR images -> (float32 [B, 3, H, W] RGB 0-255 padded, where each image went).
 
         A static-batch model gets its full batch (missing images are padding; their outputs
-        are ignored by ``postprocess``, which returns one result per box).
+        are ignored by ``postprocess``, which returns one result per box). A backend with a
+        ``preprocess_device`` gets a torch tensor letterboxed on that device instead of numpy.
         """
         info = self.info
-        resized = [letterbox(im, info.short_side, info.max_size, info.size_divisor, fit=self.input_size,
-                             pad_value=info.pad_value) for im in images_bgr]
+        kwargs = dict(short_side=info.short_side, max_size=info.max_size, divisor=info.size_divisor,
+                      fit=self.input_size, pad_value=info.pad_value)
+        device = self.backend.preprocess_device
+        if device is None:
+            resized = [letterbox(im, **kwargs) for im in images_bgr]
+        else:  # GPU fast path: the uint8 image goes up, resizing and padding happen there
+            from csrinfer.runtime.gpu_preprocess import letterbox_tensor
+
+            resized = [letterbox_tensor(im, device, **kwargs) for im in images_bgr]
         tensors = [x for x, _ in resized]
         if info.batch is not None and len(tensors) < info.batch:
             tensors += [tensors[-1]] * (info.batch - len(tensors))

@@ -31,5 +31,6 @@ def test_dry_run_writes_every_stage(tmp_path, capsys):
     variants = res["e2e"]["variants"]
     assert variants["eager_fp32"]["instances"] > 0
     assert variants["fast"]["vs_eager_fp32"]["matched_fraction"] == 1.0  # on a CPU the switches are off
+    assert variants["fast"]["parity_same_input"]["max_abs_error"]["scores"] == 0.0
     assert "skipped" in variants["compile_fp32"]
     assert "end to end" in capsys.readouterr().out  # the summary table is printed last

@@ -17,10 +17,11 @@ import pytest
 import torch
 
 from csrinfer.model.d2s import d2s_fused_reference
-from csrinfer.plugins.launch import ROWS_PER_THREAD, VECTOR_WIDTHS, launch_params
+from csrinfer.plugins.launch import ROWS_PER_THREAD, VECTOR_WIDTHS, all_kernel_names, launch_params
 from csrinfer.plugins.ptx import SOURCE_PATH
 
 HARNESS = Path(__file__).with_name("d2s_host_emulation.cpp")
+SANITIZE_DRIVER = Path(__file__).with_name("d2s_sanitize_driver.cpp")
 SHAPES = [(3, 8, 7, 5), (2, 12, 1, 1), (1, 256, 13, 17), (2, 16, 6, 8), (1, 32, 5, 16), (2, 8, 9, 24)]
 
 
@@ -73,3 +74,24 @@ def test_default_launch_of_a_paper_shape(emulator):
     g = torch.Generator().manual_seed(0)
     x, w, b = torch.randn(1, 256, 25, 42, generator=g), torch.randn(64, 1, 3, 3, generator=g), torch.randn(64, generator=g)
     torch.testing.assert_close(run(emulator, x, w, b), d2s_fused_reference(x, w, b), rtol=1e-5, atol=1e-5)
+
+
+def test_no_out_of_bounds_or_misaligned_access_under_sanitizers(tmp_path):
+    """Every entry point on small and degenerate shapes (H = 1, W = 1), buffers of the exact size,
+    built with AddressSanitizer and UndefinedBehaviorSanitizer: any stray access aborts."""
+    cxx = shutil.which("g++")
+    if cxx is None:
+        pytest.skip("g++ is not installed")
+    table = " ".join(f"X({name}, {'float' if '_f32_' in name else 'd2s_half'}, {name.split('_v')[1].split('_')[0]}, "
+                     f"{name.rsplit('_r', 1)[1]})" for name in all_kernel_names())
+    exe = tmp_path / "d2s_sanitize"
+    cmd = [cxx, "-O1", "-g", "-std=c++17", "-fno-strict-aliasing", "-Wno-unknown-pragmas",
+           "-fsanitize=address,undefined", "-fno-sanitize-recover=all", f"-DD2S_KERNELS={table}",
+           f"-I{SOURCE_PATH.parent}", f"-I{HARNESS.parent}", "-o", str(exe), str(SANITIZE_DRIVER)]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0 and ("asan" in proc.stderr.lower() or "_Float16" in proc.stderr):
+        pytest.skip(f"this host compiler cannot build with sanitizers: {proc.stderr.strip()[:200]}")
+    assert proc.returncode == 0, proc.stderr
+    run = subprocess.run([str(exe)], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert ", 0 with unwritten outputs" in run.stdout

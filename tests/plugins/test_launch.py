@@ -58,6 +58,8 @@ def test_overrides_are_checked():
         launch_params(1, 8, 4, 6, "float32", vec=4)
     with pytest.raises(ValueError, match="rows per thread"):
         launch_params(1, 8, 4, 8, "float32", rows=3)
+    with pytest.raises(ValueError, match="16-byte-aligned"):
+        launch_params(1, 8, 4, 8, "float32", aligned=False, vec=4)
 
 
 @pytest.mark.parametrize("bad", [(1, 6, 4, 4), (0, 8, 4, 4), (1, 8, 0, 4)])

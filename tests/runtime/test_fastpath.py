@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 
+import numpy as np
 import pytest
 import torch
 
@@ -61,3 +62,67 @@ def test_fast_path_on_gpu_agrees_with_fp32_eager(small_model):
     # FP16 moves scores a little and may reorder near-ties: compare the score distributions.
     torch.testing.assert_close(got[0][0][live].sort().values, want[0][0][live].sort().values, rtol=0, atol=0.05)
     assert not torch.equal(again[0], got[0])
+
+
+# --- through Segmenter (the PyTorch backend's options) ---------------------------------------
+
+def test_segmenter_on_cpu_warns_and_runs_plain_fp32(small_ckpt):
+    from csrinfer import Segmenter
+
+    image = np.random.default_rng(0).integers(0, 256, (120, 180, 3), dtype=np.uint8)
+    with pytest.warns(UserWarning, match="fp16, channels_last, fused, cuda_graph, gpu_preprocess do nothing on cpu"):
+        fast = Segmenter(small_ckpt, device="cpu", **dataclasses.asdict(FastPathOptions.all_on()))
+    assert fast.backend.options == FastPathOptions() and fast.backend.preprocess_device is None
+    assert fast.info.precision == "fp32"
+    want, got = Segmenter(small_ckpt, device="cpu").predict(image), fast.predict(image)
+    assert len(got) == len(want) > 0 and np.array_equal(got.masks, want.masks)
+
+
+def test_letterboxing_on_the_backend_device(small_ckpt):
+    """The gpu_preprocess wiring, exercised on the CPU: tensors instead of numpy, same instances."""
+    from csrinfer import Segmenter
+    from csrinfer.runtime.compare import match_instances
+
+    rng = np.random.default_rng(1)
+    unresized = rng.integers(0, 256, (160, 224, 3), dtype=np.uint8)  # already at the resize rule's size
+    resized = rng.integers(0, 256, (150, 100, 3), dtype=np.uint8)
+    seg = Segmenter(small_ckpt, device="cpu")
+    want = [seg.predict(unresized), seg.predict(resized)]
+    seg.backend.preprocess_device = "cpu"
+    batch, boxes = seg.preprocess([resized])
+    assert isinstance(batch, torch.Tensor) and batch.shape[0] == 1
+    got = [seg.predict(unresized), seg.predict(resized)]
+    assert np.array_equal(got[0].masks, want[0].masks) and np.array_equal(got[0].scores, want[0].scores)
+    # Resized values differ from OpenCV's by at most 1 grey level: the same instances, nearly the same masks.
+    pairs = match_instances(want[1], got[1], min_iou=0.5)
+    assert len(pairs) >= 0.9 * len(want[1]) > 0
+    assert np.mean([iou for _, _, iou in pairs]) > 0.95
+
+
+def test_compile_with_cuda_graph_is_refused():
+    from csrinfer.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="not both"):
+        FastPathOptions(cuda_graph=True, compile=True)
+
+
+def test_without_switches_the_backend_runs_predict_itself(small_model):
+    run = build_fast_net(small_model, FastPathOptions(), "cpu")
+    assert run == small_model.predict
+
+
+@needs_cuda
+def test_segmenter_fast_path_on_gpu_matches_eager(small_ckpt):
+    from csrinfer import Segmenter
+    from csrinfer.runtime.compare import match_instances
+
+    image = np.random.default_rng(2).integers(0, 256, (200, 300, 3), dtype=np.uint8)
+    eager = Segmenter(small_ckpt, device="cuda")
+    fast = Segmenter(small_ckpt, device="cuda", **dataclasses.asdict(FastPathOptions.all_on()))
+    assert fast.info.precision == "fp16" and fast.backend.preprocess_device == "cuda"
+    want = eager.predict(image)
+    for _ in range(2):  # capture, then replay
+        got = fast.predict(image)
+    pairs = match_instances(want, got, min_iou=0.5)
+    assert len(pairs) >= 0.8 * len(want) > 0
+    assert np.mean([iou for _, _, iou in pairs]) > 0.9

@@ -11,7 +11,7 @@ from csrinfer import Segmenter
 from csrinfer.errors import BackendUnavailableError, ConfigError, ModelFileError
 from csrinfer.runtime.compare import compare, match_instances, parity_segmenters
 from csrinfer.runtime.instances import Instances, masks_to_boxes
-from tests.runtime.conftest import EXPORT_SIZE, delicate_instances, photo_like
+from tests.conftest import EXPORT_SIZE, delicate_instances, photo_like
 
 SIZES = [(120, 180), (160, 160), (57, 250), (300, 100)]
 

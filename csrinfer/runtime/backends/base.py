@@ -30,6 +30,9 @@ class Backend(ABC):
     info: ModelInfo
     device: str = "cpu"
     name: str = "backend"
+    # Where Segmenter letterboxes images for this backend: None = on the CPU (numpy, OpenCV);
+    # a torch device = there, as tensors (the PyTorch backend's ``gpu_preprocess``).
+    preprocess_device: str | None = None
 
     @abstractmethod
     def infer(self, feeds: Mapping[str, np.ndarray]) -> dict[str, object]:

@@ -3,16 +3,21 @@
 The checkpoint's config gives the class names, thresholds and resize rule; the network's
 ``predict`` includes the in-graph post-processing, so its outputs are those of the exported
 graph. Outputs stay torch tensors on the model's device (post-processing runs there too).
+On CUDA the GPU fast path's switches (csrinfer/runtime/fastpath.py) apply: FP16,
+channels_last, the fused D2S kernel, CUDA graphs, pre-processing on the GPU.
 """
 
 from __future__ import annotations
 
+import copy
+import threading
 from collections.abc import Mapping, Sequence
 
 import numpy as np
 import torch
 
 from csrinfer.runtime.backends.base import OUTPUT_NAMES, Backend
+from csrinfer.runtime.fastpath import FastPathOptions, build_fast_net
 from csrinfer.runtime.model_info import ModelInfo, default_class_names
 
 
@@ -26,26 +31,44 @@ class TorchBackend(Backend):
         device: "cpu", "cuda", "cuda:1", ... (default: CUDA when available).
         cfg: the model's :class:`csrinfer.config.Config` (in-memory model only; gives class names).
         class_names: names for an in-memory model without ``cfg`` (default "0", "1", ...).
+        fp16, channels_last, fused, cuda_graph, gpu_preprocess: the GPU fast path's switches,
+            all off by default (:class:`csrinfer.runtime.fastpath.FastPathOptions`); on a CPU
+            they are ignored with one warning. An in-memory model is copied, not converted.
+        compile: run the network through ``torch.compile`` (not with ``cuda_graph``).
     """
 
     name = "PyTorch"
 
-    def __init__(self, model, device: str | None = None, cfg=None, class_names: Sequence[str] | None = None):
+    def __init__(self, model, device: str | None = None, cfg=None, class_names: Sequence[str] | None = None, *,
+                 fp16: bool = False, channels_last: bool = False, fused: bool = False, cuda_graph: bool = False,
+                 gpu_preprocess: bool = False, compile: bool = False):
         self.device = str(torch.device(device or default_device()))
+        self.options = FastPathOptions(fp16, channels_last, fused, cuda_graph, gpu_preprocess,
+                                       compile).for_device(self.device)
         if isinstance(model, torch.nn.Module):
-            self.model = model.to(self.device).eval()
             self.info = _info_of_module(model, cfg, class_names)
+            self.model = copy.deepcopy(model) if self.options.changes_model else model
         else:
             from csrinfer.checkpoint import load_checkpoint
 
             self.model, cfg, _ = load_checkpoint(model, map_location=self.device)
             self.info = ModelInfo.from_config(cfg)
+        if self.options.fp16:
+            self.info = self.info.replace(precision="fp16")
+        self.preprocess_device = self.device if self.options.gpu_preprocess else None
+        self._predict = build_fast_net(self.model, self.options, self.device)
+        # A CUDA graph's outputs are its static buffers: one replay at a time, copied out.
+        self._graph_lock = threading.Lock() if self.options.cuda_graph else None
 
     def infer(self, feeds: Mapping[str, np.ndarray]) -> dict[str, torch.Tensor]:
         images = torch.as_tensor(feeds["images"]).to(self.device, torch.float32)
         self.check_batch(images)
         with torch.inference_mode():
-            outputs = self.model.predict(images)
+            if self._graph_lock is None:
+                outputs = self._predict(images)
+            else:
+                with self._graph_lock:
+                    outputs = [t.clone() for t in self._predict(images)]
         return dict(zip(OUTPUT_NAMES, outputs))
 
 

@@ -1,0 +1,30 @@
+"""``csrinfer check``: the parity report of two model files on the same images."""
+
+from __future__ import annotations
+
+import json
+
+import cv2
+
+from csrinfer.cli import main
+from tests.conftest import photo_like
+
+
+def test_onnx_export_passes_against_its_checkpoint(small_ckpt, small_onnx, capsys):
+    assert main(["check", "--model", str(small_ckpt), "--against", str(small_onnx)]) == 0
+    out = capsys.readouterr().out
+    assert "PyTorch" in out and "ONNX Runtime" in out and "PASS" in out
+    for field in ("max abs error", "mask IoU", "score diff", "count mismatches"):
+        assert field in out
+
+
+def test_json_report_on_given_images_lists_unreadable_ones(tmp_path, small_ckpt, small_onnx, capsys):
+    cv2.imwrite(str(tmp_path / "a.png"), photo_like(3, 70, 100))
+    (tmp_path / "b.jpg").write_text("text")
+    assert main(["check", "--model", str(small_ckpt), "--against", str(small_onnx), "--images",
+                 str(tmp_path / "a.png"), str(tmp_path / "b.jpg"), "--json"]) == 1
+    report = json.loads(capsys.readouterr().out)
+    assert report["images"] == 1 and report["matched"] == report["instances_a"] > 0
+    assert report["mask_iou_min"] >= 0.99 and not report["passed"]
+    assert len(report["failures"]) == 1 and "b.jpg is not an image file" in report["failures"][0]
+

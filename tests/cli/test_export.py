@@ -1,0 +1,42 @@
+"""``csrinfer export``: writes model.onnx with a static batch; says why no engine; bad flags are one line."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import numpy as np
+import onnx
+
+from csrinfer.cli import main
+from tests.conftest import photo_like
+
+
+def test_export_a_static_batch_and_run_it(tmp_path, small_ckpt, capsys):
+    from csrinfer import Segmenter
+    from csrinfer.runtime.compare import match_instances
+
+    assert main(["export", "--ckpt", str(small_ckpt), "--out", str(tmp_path), "--input-size", "64x96",
+                 "--batch", "2"]) == 0
+    out = capsys.readouterr().out
+    assert f"wrote {tmp_path / 'model.onnx'} (static 2x3x64x96" in out
+    if importlib.util.find_spec("tensorrt") is None:
+        assert "TensorRT engine not built" in out
+    onnx.checker.check_model(onnx.load(str(tmp_path / "model.onnx")), full_check=True)
+
+    onnx_seg, torch_seg = Segmenter(tmp_path / "model.onnx"), Segmenter(small_ckpt, input_size=(64, 96))
+    assert onnx_seg.info.batch == 2
+    images = [photo_like(70 + i, 60 + 10 * i, 90) for i in range(3)]  # 3 images: the last batch is padded
+    for got, image in zip(onnx_seg.predict_batch(images), images):
+        want = torch_seg.predict(image)
+        pairs = match_instances(got, want)
+        assert len(got) == len(want) == len(pairs) > 0
+        assert np.mean([iou for *_, iou in pairs]) > 0.99
+
+
+def test_bad_flags_are_one_line(tmp_path, small_ckpt, capsys):
+    assert main(["export", "--ckpt", str(small_ckpt), "--out", str(tmp_path), "--input-size", "100x224"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "multiples of 32" in err
+    assert main(["export", "--ckpt", str(tmp_path / "none.pth")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert not (tmp_path / "model.onnx").exists()

@@ -1,0 +1,124 @@
+"""``csrinfer predict``: overlays + one COCO-results JSON; bad inputs listed, good ones still written."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from csrinfer.cli import main
+from tests.conftest import photo_like
+from tests.runtime.test_image_io import png_claiming
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture()
+def inputs(tmp_path):
+    """A folder of two good images and five bad files, and a missing path."""
+    folder = tmp_path / "images"
+    folder.mkdir()
+    cv2.imwrite(str(folder / "a_street.jpg"), photo_like(1, 90, 120))
+    cv2.imwrite(str(folder / "b_gray.png"), photo_like(2, 100, 80)[:, :, 0])
+    (folder / "c_empty.jpg").write_bytes(b"")
+    (folder / "d_notes.jpg").write_text("not a picture\n")
+    ok, jpeg = cv2.imencode(".jpg", photo_like(3, 200, 200))
+    (folder / "e_truncated.jpg").write_bytes(jpeg.tobytes()[: len(jpeg) // 3])
+    (folder / "f_bomb.png").write_bytes(png_claiming(60_000, 60_000))
+    (tmp_path / "empty_folder.jpg").mkdir()
+    bad = ["c_empty.jpg", "d_notes.jpg", "e_truncated.jpg", "f_bomb.png", "empty_folder.jpg", "missing.jpg"]
+    return [str(folder), str(tmp_path / "empty_folder.jpg"), str(tmp_path / "missing.jpg")], bad
+
+
+def test_good_images_are_written_and_bad_ones_listed(tmp_path, inputs, small_onnx, capsys):
+    items, bad = inputs
+    out = tmp_path / "out"
+    assert main(["predict", *items, "--model", str(small_onnx), "--out", str(out), "--quiet"]) == 1
+    captured = capsys.readouterr()
+    assert "Traceback" not in captured.err + captured.out
+    assert f"{len(bad)} of 8 inputs failed" in captured.err
+    listed = [line for line in captured.err.splitlines() if line.startswith("  ")]
+    assert len(listed) == len(bad) and all(any(name in line for line in listed) for name in bad)
+    assert sorted(p.name for p in out.iterdir()) == ["a_street.png", "b_gray.png", "predictions.json"]
+    assert cv2.imread(str(out / "a_street.png")).shape == (90, 120, 3)
+    entries = json.loads((out / "predictions.json").read_text())
+    assert {e["file_name"] for e in entries} == {"a_street.jpg", "b_gray.png"}
+    assert not list(out.glob(".*")), "no temporary files left behind"
+
+
+def test_coco_results_round_trip_through_pycocotools(tmp_path, small_onnx):
+    from pycocotools.coco import COCO
+
+    from csrinfer import Segmenter
+
+    folder = tmp_path / "val"
+    folder.mkdir()
+    images = {"000000000042.jpg": photo_like(5, 100, 140), "000000000007.png": photo_like(6, 120, 90)}
+    for name, image in images.items():
+        cv2.imwrite(str(folder / name), image, [cv2.IMWRITE_JPEG_QUALITY, 100])
+    assert main(["predict", str(folder), "--model", str(small_onnx), "--out", str(tmp_path / "out"),
+                 "--quiet", "--no-draw"]) == 0
+    gt = COCO()
+    gt.dataset = {
+        "images": [{"id": int(Path(n).stem), "file_name": n, "height": im.shape[0], "width": im.shape[1]}
+                   for n, im in images.items()],
+        "categories": [{"id": i + 1, "name": c} for i, c in enumerate(["circle", "rectangle", "triangle", "star"])],
+        "annotations": [],
+    }
+    gt.createIndex()
+    results = gt.loadRes(str(tmp_path / "out" / "predictions.json"))
+    segmenter = Segmenter(small_onnx)
+    for name in images:
+        want = segmenter.predict(folder / name)
+        anns = results.loadAnns(results.getAnnIds(imgIds=[int(Path(name).stem)]))
+        assert len(anns) == len(want) > 0
+        for ann, mask, score, label in zip(sorted(anns, key=lambda a: -a["score"]), want.masks, want.scores, want.labels):
+            np.testing.assert_array_equal(results.annToMask(ann).astype(bool), mask)
+            assert ann["score"] == pytest.approx(float(score)) and ann["category_id"] == label + 1
+
+
+def test_a_video_is_annotated_frame_by_frame(tmp_path, small_onnx, capsys):
+    video = tmp_path / "clip.mp4"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"mp4v"), 10, (96, 64))
+    for i in range(6):
+        writer.write(photo_like(20 + i, 64, 96))
+    writer.release()
+    out = tmp_path / "out"
+    assert main(["predict", str(video), "--model", str(small_onnx), "--out", str(out), "--quiet"]) == 0
+    out_text = capsys.readouterr().out
+    assert "6 images/frames" in out_text and "per second" in out_text
+    capture = cv2.VideoCapture(str(out / "clip.mp4"))
+    frames = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
+    ok, frame = capture.read()
+    capture.release()
+    assert frames == 6 and ok and frame.shape == (64, 96, 3)
+
+
+def test_a_video_that_is_not_one_is_listed(tmp_path, small_onnx, capsys):
+    (tmp_path / "fake.mp4").write_text("no video here")
+    assert main(["predict", str(tmp_path / "fake.mp4"), "--model", str(small_onnx), "--out", str(tmp_path / "o"),
+                 "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert f"video {tmp_path / 'fake.mp4'} cannot be opened" in err
+
+
+def test_a_missing_model_is_one_line(tmp_path, capsys):
+    cv2.imwrite(str(tmp_path / "a.png"), photo_like(0, 32, 32))
+    assert main(["predict", str(tmp_path / "a.png"), "--model", str(tmp_path / "none.onnx")]) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == f"csrinfer predict: error: model file {tmp_path / 'none.onnx'} does not exist"
+
+
+def test_the_real_command_prints_no_traceback(tmp_path, inputs, small_onnx):
+    items, bad = inputs
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.run([sys.executable, "-m", "csrinfer", "predict", *items, "--model", str(small_onnx),
+                           "--out", str(tmp_path / "out")], capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr + proc.stdout
+    assert (tmp_path / "out" / "a_street.png").is_file() and (tmp_path / "out" / "b_gray.png").is_file()
