@@ -29,6 +29,10 @@ class DatasetError(CsrinferError):
     """A COCO-format dataset is missing or malformed."""
 
 
+class TrainingError(CsrinferError):
+    """Training cannot go on: the loss diverged (NaN/inf), or a run cannot be resumed."""
+
+
 class ExportError(CsrinferError):
     """Export to ONNX or the TensorRT engine build failed."""
 

@@ -24,3 +24,15 @@ def not_built(name: str, issue: str):
         return 3
 
     return run
+
+
+def setup_logging() -> None:
+    """Show csrinfer's progress messages (INFO) and warnings on stderr, one plain line each."""
+    import logging
+
+    logger = logging.getLogger("csrinfer")
+    if not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)

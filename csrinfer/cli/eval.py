@@ -1,14 +1,41 @@
-"""``csrinfer eval``: not built yet (issue 3, training core)."""
+"""``csrinfer eval``: mask AP (pycocotools COCOeval, segm) and FPS of a checkpoint on a split."""
 
-import argparse
+from __future__ import annotations
 
-from csrinfer.cli.common import not_built
+import json
 
-HELP = "evaluate a checkpoint with COCO mask AP (not built yet)"
+HELP = "evaluate a checkpoint: COCO mask AP table and FPS on the val split"
 
 
 def add_arguments(p) -> None:
-    p.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+    p.add_argument("--ckpt", required=True, help="checkpoint .pth (final.pth or last.pth of a training run)")
+    p.add_argument("--data", required=True, help="dataset folder (annotations/instances_val.json + val/)")
+    p.add_argument("--split", default="val", help="split to evaluate (default: val)")
+    p.add_argument("--out", default=None, help="COCO results JSON to write (default: results_<split>.json by the ckpt)")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: cuda if available)")
+    p.add_argument("--max-images", type=int, default=None, help="evaluate the first N images only")
+    p.add_argument("--json", action="store_true", help="print the metrics as JSON")
 
 
-run = not_built("eval", "issue 3, training core")
+def run(args) -> int:
+    from csrinfer.cli.common import setup_logging
+    from csrinfer.evaluation import evaluate_checkpoint
+
+    setup_logging()
+    report = evaluate_checkpoint(args.ckpt, args.data, args.split, out=args.out, device=args.device,
+                                 max_images=args.max_images)
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print_report(report)
+    return 0
+
+
+def print_report(report: dict) -> None:
+    from csrinfer.evaluation import format_table
+
+    print(f"mask AP on {report['images']} images (pycocotools COCOeval, segm; percent):")
+    print(format_table(report))
+    fps = f"{report['fps']:.1f}" if report["fps"] else "-"
+    print(f"FPS: {fps} on {report['device']} (batch 1; pre-processing, network, post-processing)")
+    print(f"results: {report['results']}")

@@ -1,14 +1,65 @@
-"""``csrinfer train``: not built yet (issue 3, training core)."""
+"""``csrinfer train``: train a config on a COCO-format dataset (paper §IV schedule by default)."""
 
-import argparse
+from __future__ import annotations
 
-from csrinfer.cli.common import not_built
+import os
 
-HELP = "train a model on a COCO-format dataset (not built yet)"
+HELP = "train a model on a COCO-format dataset (torchrun for several GPUs)"
 
 
 def add_arguments(p) -> None:
-    p.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+    p.add_argument("--config", required=True, help="model config YAML (models/*.yaml)")
+    p.add_argument("--data", required=True,
+                   help="dataset folder: annotations/instances_{train,val}.json + train/ val/ (or COCO's *2017 names)")
+    p.add_argument("--out", default=None, help="checkpoints and logs (default: runs/<config name>)")
+    p.add_argument("--resume", nargs="?", const=True, default=False, metavar="CKPT",
+                   help="continue from OUT/last.pth (or from CKPT) at the same iteration, lr and data order")
+    p.add_argument("--epochs", type=int, default=None, help="override train.epochs (milestones stay as configured)")
+    p.add_argument("--batch-size", type=int, default=None,
+                   help="images per process (override train.batch_size; the lr scales with the total batch)")
+    p.add_argument("--workers", type=int, default=None, help="data loader processes (override train.num_workers)")
+    p.add_argument("--max-minutes", type=float, default=None, help="stop (and save) after this many minutes")
+    p.add_argument("--max-iters", type=int, default=None, help="stop (and save) at this iteration")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: this process's GPU, else CPU)")
+    p.add_argument("--no-eval", action="store_true", help="skip the evaluation on the val split at the end")
 
 
-run = not_built("train", "issue 3, training core")
+def run(args) -> int:
+    from pathlib import Path
+
+    from csrinfer.cli.common import setup_logging
+    from csrinfer.config import load_config
+    from csrinfer.errors import ConfigError
+    from csrinfer.train import train
+
+    setup_logging()
+    cfg = load_config(args.config)
+    for name, key in (("epochs", "epochs"), ("batch_size", "batch_size"), ("workers", "num_workers")):
+        value = getattr(args, name)
+        if value is not None:
+            if value < (0 if key == "num_workers" else 1):
+                raise ConfigError(f"--{name.replace('_', '-')} must be positive, got {value}")
+            setattr(cfg.train, key, value)
+    out = Path(args.out or Path("runs") / cfg.name)
+    final = train(cfg, args.data, out, max_minutes=args.max_minutes, max_iters=args.max_iters,
+                  resume=args.resume, device=args.device)
+    if int(os.environ.get("RANK", "0")) != 0:
+        return 0
+    print(f"weights: {final}")
+    if not args.no_eval:
+        _evaluate(final, args.data, args.device)
+    return 0
+
+
+def _evaluate(ckpt, data, device) -> None:
+    from csrinfer.cli.eval import print_report
+    from csrinfer.data.coco import find_split
+    from csrinfer.errors import DatasetError
+    from csrinfer.evaluation import evaluate_checkpoint
+
+    try:
+        find_split(data, "val")
+    except DatasetError:
+        print("no val split: skipping evaluation")
+        return
+    print_report(evaluate_checkpoint(ckpt, data, "val", device=device))

@@ -1,0 +1,325 @@
+"""COCO-format instance dataset (paper §IV trains and evaluates on MS-COCO) on pycocotools.
+
+Reads any COCO-format instance file: polygon and RLE (compressed or not) masks; ``iscrowd``
+regions become an ignore map that the losses leave out; images without annotations are kept
+(they teach the network what background looks like). Class labels are 0..C-1 in category-id
+order. Broken data never stops an epoch:
+
+- degenerate annotations (polygons of fewer than 3 points, zero area, boxes entirely outside
+  the image, unknown categories, malformed segmentations) are skipped and counted in ``stats``;
+- an image file that is missing is reported once, with its path, when the dataset is opened,
+  and left out; one that cannot be decoded is reported, with its path, when it is read, and
+  the next readable image takes its place (as mmdetection does), so every batch stays full
+  and every process of a distributed run takes the same number of steps.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import os
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from csrinfer.errors import DatasetError
+from csrinfer.runtime.preprocess import Letterbox, stack_batch
+
+log = logging.getLogger(__name__)
+
+SKIP_REASONS = ("few_points", "zero_area", "outside_image", "unknown_category", "bad_segmentation")
+
+
+@dataclass
+class Sample:
+    """One transformed training sample.
+
+    image: float32 RGB [3, H, W], 0-255, padded to a multiple of 32.
+    masks: uint8 {0, 1} [N, h, w] at the resized (unpadded) size.
+    labels: int64 [N], 0..C-1.
+    ignore: bool [h, w] (crowd regions) or None.
+    """
+
+    image: np.ndarray
+    masks: np.ndarray
+    labels: np.ndarray
+    ignore: np.ndarray | None
+    image_id: int
+    box: Letterbox
+
+
+@dataclass
+class Batch:
+    """Samples stacked to one padded size.
+
+    images: float32 [B, 3, H, W]; masks: list of uint8 [Ni, H, W] (padded with 0);
+    labels: list of int64 [Ni]; ignores: list of bool [H, W] (all False without crowds).
+    ``targets`` is filled in by the training collate (:mod:`csrinfer.train.targets`).
+    """
+
+    images: torch.Tensor
+    masks: list[torch.Tensor]
+    labels: list[torch.Tensor]
+    ignores: list[torch.Tensor]
+    image_ids: list[int]
+    targets: object = None
+
+    def __len__(self) -> int:
+        return int(self.images.shape[0])
+
+
+def find_split(data_dir: str | os.PathLike, split: str) -> tuple[Path, Path]:
+    """(annotation file, image folder) of a split in a COCO-style folder.
+
+    Accepts the layout ``csrinfer data synth`` writes (``annotations/instances_train.json`` +
+    ``train/``) and MS-COCO's (``annotations/instances_train2017.json`` + ``train2017/``).
+    """
+    root = Path(data_dir)
+    if not root.is_dir():
+        raise DatasetError(f"dataset folder {root} does not exist")
+    for suffix in ("", "2017", "2014"):
+        ann = root / "annotations" / f"instances_{split}{suffix}.json"
+        images = root / f"{split}{suffix}"
+        if ann.is_file():
+            if not images.is_dir():
+                raise DatasetError(f"{ann} exists but its image folder {images} does not")
+            return ann, images
+    raise DatasetError(f"no '{split}' split in {root}: expected annotations/instances_{split}.json "
+                       f"(or instances_{split}2017.json) and an image folder {split}/ (or {split}2017/)")
+
+
+def load_coco(ann_file: str | os.PathLike):
+    """pycocotools ``COCO`` index of a file; an unreadable file is one DatasetError sentence."""
+    from pycocotools.coco import COCO
+
+    ann_file = Path(ann_file)
+    if not ann_file.is_file():
+        raise DatasetError(f"annotation file {ann_file} does not exist")
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress
+            coco = COCO(str(ann_file))
+    except Exception as e:  # JSON errors, missing keys, wrong types
+        raise DatasetError(f"annotation file {ann_file} is not valid COCO JSON ({type(e).__name__}: {e})") from None
+    for key in ("images", "annotations", "categories"):
+        if key not in coco.dataset:
+            raise DatasetError(f"annotation file {ann_file} has no '{key}' list")
+    if not coco.dataset["categories"]:
+        raise DatasetError(f"annotation file {ann_file} has no categories")
+    return coco
+
+
+def categories(coco) -> tuple[list[int], list[str]]:
+    """(category ids, names) in id order: label i is category ``ids[i]``."""
+    cats = sorted(coco.dataset["categories"], key=lambda c: c["id"])
+    return [int(c["id"]) for c in cats], [str(c["name"]) for c in cats]
+
+
+def read_image(path: str | os.PathLike) -> np.ndarray | None:
+    """uint8 BGR [H, W, 3], or None when the file is missing or cannot be decoded."""
+    try:  # read the bytes ourselves: cv2.imread prints its own warnings and mishandles some paths
+        data = np.fromfile(str(path), np.uint8)
+    except OSError:
+        return None
+    return cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+
+
+def clean_segmentation(seg, height: int, width: int):
+    """Validate one annotation's segmentation. Returns (segmentation, None) or (None, reason).
+
+    Polygons lose their parts of fewer than 3 points; the box is taken from the geometry itself
+    (not the annotation's ``bbox``, which may be missing or stale).
+    """
+    from pycocotools import mask as mask_utils
+
+    if isinstance(seg, list):
+        try:
+            parts = [np.asarray(p, np.float64) for p in seg]
+        except (TypeError, ValueError):
+            return None, "bad_segmentation"
+        parts = [p for p in parts if p.ndim == 1 and p.size >= 6 and p.size % 2 == 0 and np.isfinite(p).all()]
+        if not parts:
+            return None, "few_points"
+        xy = np.concatenate([p.reshape(-1, 2) for p in parts])
+        area = sum(abs(_shoelace(p.reshape(-1, 2))) for p in parts)
+        x1, y1 = xy.min(axis=0)
+        x2, y2 = xy.max(axis=0)
+        cleaned = [p.tolist() for p in parts]
+    elif isinstance(seg, dict) and "counts" in seg and "size" in seg:
+        if [int(v) for v in seg["size"]] != [height, width]:
+            return None, "bad_segmentation"
+        try:
+            rle = _as_rle(seg, height, width)
+            area = float(mask_utils.area(rle))
+            x1, y1, w, h = mask_utils.toBbox(rle).tolist()
+        except Exception:  # pycocotools raises assorted types on malformed counts
+            return None, "bad_segmentation"
+        x2, y2 = x1 + w, y1 + h
+        cleaned = rle
+    else:
+        return None, "bad_segmentation"
+    if area <= 0 or x2 <= x1 or y2 <= y1:
+        return None, "zero_area"
+    if x2 <= 0 or y2 <= 0 or x1 >= width or y1 >= height:
+        return None, "outside_image"
+    return cleaned, None
+
+
+def _shoelace(xy: np.ndarray) -> float:
+    x, y = xy[:, 0], xy[:, 1]
+    return 0.5 * float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1)))
+
+
+def _as_rle(seg: dict, height: int, width: int) -> dict:
+    from pycocotools import mask as mask_utils
+
+    if isinstance(seg["counts"], list):  # uncompressed RLE
+        return mask_utils.frPyObjects(seg, height, width)
+    counts = seg["counts"].encode("ascii") if isinstance(seg["counts"], str) else seg["counts"]
+    return {"size": [height, width], "counts": counts}
+
+
+def rasterize(seg, height: int, width: int) -> np.ndarray:
+    """uint8 {0, 1} [H, W] mask of a cleaned segmentation (polygon list or RLE)."""
+    from pycocotools import mask as mask_utils
+
+    if isinstance(seg, list):
+        rle = mask_utils.merge(mask_utils.frPyObjects(seg, height, width))
+    else:
+        rle = seg
+    return mask_utils.decode(rle).astype(np.uint8)
+
+
+class CocoInstanceDataset(torch.utils.data.Dataset):
+    """Instances of a COCO-format annotation file.
+
+    Args:
+        ann_file: the instances JSON.
+        image_dir: folder the images' ``file_name`` are relative to.
+        transform: ``TrainTransform``-like callable ``(image, masks, ignore, rng)``; it is given a
+            generator seeded by (seed, epoch, index), so a sample's augmentation depends only on
+            those three numbers (an interrupted run resumes with the very same batches).
+        seed: see ``transform``.
+
+    Attributes:
+        class_names, category_ids: label i is category ``category_ids[i]`` named ``class_names[i]``.
+        stats: what was read and what was skipped: ``images`` (kept), ``images_missing``,
+            ``images_without_size`` (no height/width in the JSON), ``instances``, ``crowd`` and
+            ``skipped`` (annotations, counted per reason of ``SKIP_REASONS``).
+    """
+
+    def __init__(self, ann_file: str | os.PathLike, image_dir: str | os.PathLike, transform=None, seed: int = 0):
+        self.ann_file, self.image_dir = Path(ann_file), Path(image_dir)
+        self.coco = load_coco(ann_file)
+        self.category_ids, self.class_names = categories(self.coco)
+        self.transform = transform
+        self.seed, self.epoch = seed, 0
+        label_of = {cid: i for i, cid in enumerate(self.category_ids)}
+        skipped = Counter({r: 0 for r in SKIP_REASONS})
+        self.records, missing, unsized, crowd = [], [], [], 0
+        for image_id in sorted(self.coco.imgs):
+            info = self.coco.imgs[image_id]
+            path = self.image_dir / str(info.get("file_name", ""))
+            if not info.get("file_name") or not path.is_file():
+                missing.append(path)
+                continue
+            h, w = int(info.get("height") or 0), int(info.get("width") or 0)
+            if h <= 0 or w <= 0:
+                unsized.append(path)
+                continue
+            instances, crowds = [], []
+            for ann in self.coco.imgToAnns.get(image_id, []):
+                if ann.get("category_id") not in label_of:
+                    skipped["unknown_category"] += 1
+                    continue
+                seg, reason = clean_segmentation(ann.get("segmentation"), h, w)
+                if reason is not None:
+                    skipped[reason] += 1
+                elif ann.get("iscrowd", 0):
+                    crowds.append(seg)
+                else:
+                    instances.append((seg, label_of[ann["category_id"]]))
+            crowd += len(crowds)
+            self.records.append(dict(id=int(image_id), path=path, height=h, width=w,
+                                     instances=instances, crowds=crowds))
+        self.stats = dict(images=len(self.records), images_missing=len(missing), images_without_size=len(unsized),
+                          instances=sum(len(r["instances"]) for r in self.records),
+                          crowd=crowd, skipped=dict(skipped))
+        if missing:
+            log.warning("%d image(s) listed in %s are missing and are skipped, e.g. %s",
+                        len(missing), self.ann_file, ", ".join(str(p) for p in missing[:3]))
+        if unsized:
+            log.warning("%d image(s) in %s have no height/width and are skipped, e.g. %s",
+                        len(unsized), self.ann_file, ", ".join(str(p) for p in unsized[:3]))
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Seeds the augmentation of the next epoch (call before creating the loader's iterator)."""
+        self.epoch = int(epoch)
+
+    def load(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None] | None:
+        """Untransformed (uint8 BGR image [H, W, 3], uint8 masks [N, H, W], int64 labels [N],
+        bool ignore [H, W] or None); None (with a warning) when the image cannot be used."""
+        rec = self.records[index]
+        image = read_image(rec["path"])
+        if image is None:
+            log.warning("image %s cannot be read (missing or not an image); skipped", rec["path"])
+            return None
+        h, w = image.shape[:2]
+        if (rec["height"], rec["width"]) != (h, w):
+            log.warning("image %s is %dx%d but its annotation says %dx%d; skipped",
+                        rec["path"], h, w, rec["height"], rec["width"])
+            return None
+        masks = np.zeros((len(rec["instances"]), h, w), np.uint8)
+        for i, (seg, _) in enumerate(rec["instances"]):
+            masks[i] = rasterize(seg, h, w)
+        labels = np.asarray([label for _, label in rec["instances"]], np.int64)
+        ignore = None
+        if rec["crowds"]:
+            ignore = np.zeros((h, w), bool)
+            for seg in rec["crowds"]:
+                ignore |= rasterize(seg, h, w).astype(bool)
+        return image, masks, labels, ignore
+
+    def __getitem__(self, index: int) -> Sample:
+        for attempt in range(len(self)):
+            loaded = self.load((index + attempt) % len(self))
+            if loaded is not None:
+                return self._transform((index + attempt) % len(self), *loaded)
+        raise DatasetError(f"none of the {len(self)} images of {self.ann_file} can be read")
+
+    def _transform(self, index: int, image, masks, labels, ignore) -> Sample:
+        rng = np.random.default_rng([self.seed, self.epoch, index])
+        if self.transform is not None:
+            image, masks, ignore, box = self.transform(image, masks, ignore, rng)
+        else:
+            h, w = image.shape[:2]
+            box = Letterbox((h, w), (h, w), (h, w))
+            image = np.ascontiguousarray(image[:, :, ::-1].transpose(2, 0, 1), dtype=np.float32)
+        # An instance that shrank to nothing (a sliver at a small scale) has no pixel to learn.
+        keep = masks.any(axis=(1, 2))
+        return Sample(image, masks[keep], labels[keep], ignore, self.records[index]["id"], box)
+
+
+def collate(samples: list[Sample], divisor: int = 32) -> Batch:
+    """Stack samples to one padded size (:func:`csrinfer.runtime.preprocess.stack_batch`)."""
+    images = torch.from_numpy(stack_batch([s.image for s in samples], divisor))
+    hp, wp = images.shape[-2:]
+    masks, ignores = [], []
+    for s in samples:
+        h, w = s.box.resized
+        m = torch.zeros((len(s.masks), hp, wp), dtype=torch.uint8)
+        m[:, :h, :w] = torch.from_numpy(np.ascontiguousarray(s.masks))
+        masks.append(m)
+        ig = torch.zeros((hp, wp), dtype=torch.bool)
+        if s.ignore is not None:
+            ig[: s.ignore.shape[0], : s.ignore.shape[1]] = torch.from_numpy(np.ascontiguousarray(s.ignore))
+        ignores.append(ig)
+    return Batch(images, masks, [torch.from_numpy(s.labels) for s in samples], ignores,
+                 [s.image_id for s in samples])

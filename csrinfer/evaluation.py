@@ -1,0 +1,145 @@
+"""Mask AP the way the paper reports it (Tables I-III): pycocotools COCOeval on segmentations,
+AP, AP50, AP75, APs, APm, APl, plus the speed of the model that produced the results.
+
+- :func:`coco_metrics`: a COCO results list against a ground-truth file -> the six numbers;
+- :func:`predict_split`: run a model over every image of a split -> results list + timing;
+- :func:`evaluate_checkpoint`: both, for ``csrinfer eval``.
+
+The model runs through the shared inference path (letterbox pre-processing, ``model.predict``
+with the in-graph post-processing, ``to_instances``), the one every backend uses.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import logging
+import os
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from csrinfer.checkpoint import atomic_write
+from csrinfer.errors import DatasetError
+
+log = logging.getLogger(__name__)
+
+METRICS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
+
+
+def coco_metrics(coco_gt, results: Sequence[dict], image_ids: Sequence[int] | None = None,
+                 iou_type: str = "segm") -> dict[str, float | None]:
+    """COCOeval of ``results`` (COCO results entries) against ``coco_gt`` (a pycocotools COCO or
+    the path of an instances JSON). Values are fractions in [0, 1]; None where the ground truth
+    has no object of that size. ``image_ids``: evaluate these images only (default: all)."""
+    from pycocotools.cocoeval import COCOeval
+
+    from csrinfer.data.coco import load_coco
+
+    if isinstance(coco_gt, (str, os.PathLike)):
+        coco_gt = load_coco(coco_gt)
+    ids = sorted(coco_gt.getImgIds()) if image_ids is None else sorted(int(i) for i in image_ids)
+    has_objects = any(not a.get("iscrowd", 0) for a in coco_gt.loadAnns(coco_gt.getAnnIds(imgIds=ids)))
+    if not results:
+        return {k: (0.0 if has_objects else None) for k in METRICS}
+    with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints its own tables
+        coco_dt = coco_gt.loadRes(list(results))
+        evaluator = COCOeval(coco_gt, coco_dt, iou_type)
+        evaluator.params.imgIds = ids
+        evaluator.evaluate()
+        evaluator.accumulate()
+        evaluator.summarize()
+    return {k: (float(v) if v >= 0 else None) for k, v in zip(METRICS, evaluator.stats[:6])}
+
+
+def format_table(metrics: dict) -> str:
+    """The paper's table: one header line, one line of values (AP in percent, like the paper)."""
+    def cell(v):
+        return "-" if v is None else f"{100 * v:.1f}"
+
+    header = " ".join(f"{k:>6}" for k in METRICS)
+    values = " ".join(f"{cell(metrics.get(k)):>6}" for k in METRICS)
+    return f"{header}\n{values}"
+
+
+class ModelPredictor:
+    """A PyTorch ``CSRD2SNet`` as ``image_bgr -> Instances`` through the shared pre- and
+    post-processing. ``uint8 BGR [H, W, 3]`` in, masks at the image's size out."""
+
+    def __init__(self, model: torch.nn.Module, cfg, device: str | torch.device = "cpu"):
+        self.model, self.cfg, self.device = model.to(device).eval(), cfg, torch.device(device)
+
+    @torch.no_grad()
+    def __call__(self, image_bgr: np.ndarray):
+        from csrinfer.runtime.postprocess import to_instances
+        from csrinfer.runtime.preprocess import letterbox
+
+        ic, inf = self.cfg.input, self.cfg.inference
+        x, box = letterbox(image_bgr, ic.short_side, ic.max_size, ic.size_divisor)
+        scores, labels, masks = self.model.predict(torch.from_numpy(x)[None].to(self.device))
+        return to_instances(scores[0], labels[0], masks[0], box, self.cfg.classes, inf.score_thr, inf.mask_thr)
+
+
+def predict_split(predict: Callable, coco_gt, image_dir: str | os.PathLike, category_ids: Sequence[int],
+                  progress: bool = True, max_images: int | None = None, sync: Callable = lambda: None):
+    """Run ``predict`` (uint8 BGR image -> Instances) on every image of ``coco_gt``.
+
+    Returns (results, image_ids evaluated, seconds spent in ``predict``). Images that cannot
+    be read are reported with their path and left out.
+    """
+    from tqdm import tqdm
+
+    from csrinfer.data.coco import read_image
+
+    image_ids = sorted(coco_gt.getImgIds())[:max_images]
+    results, done, seconds = [], [], 0.0
+    for image_id in tqdm(image_ids, desc="evaluating", unit="img", disable=not progress, dynamic_ncols=True):
+        path = Path(image_dir) / coco_gt.imgs[image_id]["file_name"]
+        image = read_image(path)
+        if image is None:
+            log.warning("image %s cannot be read; left out of the evaluation", path)
+            continue
+        start = time.perf_counter()
+        instances = predict(image)
+        sync()
+        seconds += time.perf_counter() - start
+        results += instances.to_coco(image_id, category_ids)
+        done.append(image_id)
+    return results, done, seconds
+
+
+def evaluate_checkpoint(ckpt: str | os.PathLike, data_dir: str | os.PathLike, split: str = "val",
+                        out: str | os.PathLike | None = None, device: str | None = None, progress: bool = True,
+                        max_images: int | None = None) -> dict:
+    """Evaluate a checkpoint on a split of a COCO-format folder.
+
+    Returns ``{AP, AP50, AP75, APs, APm, APl, fps, images, seconds, device, results}`` where
+    ``results`` is the path of the COCO results JSON (RLE masks) written to ``out`` (default:
+    ``results_<split>.json`` beside the checkpoint). ``fps`` counts pre-processing, network,
+    in-graph and mask post-processing at batch 1, not image decoding.
+    """
+    from csrinfer.checkpoint import load_checkpoint
+    from csrinfer.data.coco import categories, find_split, load_coco
+
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    model, cfg, _ = load_checkpoint(ckpt, map_location=device)
+    ann_file, image_dir = find_split(data_dir, split)
+    coco_gt = load_coco(ann_file)
+    category_ids, names = categories(coco_gt)
+    if len(names) != len(cfg.classes):
+        raise DatasetError(f"{ann_file} has {len(names)} categories but the checkpoint {ckpt} was trained "
+                           f"for {len(cfg.classes)} classes")
+    if list(names) != list(cfg.classes):
+        log.warning("the dataset's category names differ from the checkpoint's; labels are matched by position")
+    sync = torch.cuda.synchronize if torch.device(device).type == "cuda" else (lambda: None)
+    results, done, seconds = predict_split(ModelPredictor(model, cfg, device), coco_gt, image_dir, category_ids,
+                                           progress, max_images, sync)
+    metrics = coco_metrics(coco_gt, results, done)
+    out = Path(out) if out is not None else Path(ckpt).with_name(f"results_{split}.json")
+    atomic_write(out, lambda tmp: Path(tmp).write_text(json.dumps(results)))
+    return dict(metrics, fps=len(done) / seconds if seconds else None, images=len(done), seconds=seconds,
+                device=str(device), results=str(out))

@@ -1,0 +1,352 @@
+"""The training loop (paper §IV): ``train(cfg, data_dir, out_dir)``.
+
+One process, or one per GPU/CPU slot under ``torchrun`` (DDP; rank 0 logs and saves). Per
+iteration: lr from the schedule, forward (AMP on CUDA), Eq. 6 loss, backward, gradient
+clipping, AdamW step. Files in ``out_dir``:
+
+- ``last.pth``: weights + training state (optimiser, AMP scaler, iteration, RNG), rewritten
+  atomically every ``train.checkpoint_every`` iterations, at every epoch end, on Ctrl-C and at
+  the end; ``resume=True`` continues from it at the same iteration, lr and data order;
+- ``final.pth``: weights only, at the end (the file to evaluate, export and deploy);
+- ``metrics.jsonl`` (+ ``tensorboard/`` when installed): loss terms, lr, speed.
+
+A NaN/inf loss stops the run before it touches the weights, leaving ``last.pth`` as it was.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+
+import torch
+
+from csrinfer.checkpoint import load_weights, read_checkpoint, save_checkpoint
+from csrinfer.config import Config
+from csrinfer.data.coco import CocoInstanceDataset, find_split
+from csrinfer.data.transforms import TrainTransform
+from csrinfer.errors import ConfigError, DatasetError, TrainingError
+from csrinfer.model import build_model
+from csrinfer.train.distributed import (ResumableSampler, World, all_reduce_mean, barrier, init_distributed,
+                                        shutdown, training_device)
+from csrinfer.train.losses import solo_loss
+from csrinfer.train.metrics_log import MetricsLog
+from csrinfer.train.schedule import build_optimizer, lr_factor, scaled_lr, set_lr
+from csrinfer.train.targets import TrainCollate
+
+log = logging.getLogger(__name__)
+
+LOSS_KEYS = ("loss", "loss_cls", "loss_dice", "loss_focal")
+
+
+def train(cfg: Config, data_dir: str | os.PathLike, out_dir: str | os.PathLike, max_minutes: float | None = None,
+          max_iters: int | None = None, resume: bool | str | os.PathLike = False, device: str | None = None,
+          progress: bool = True) -> Path:
+    """Train ``cfg`` on the ``train`` split of a COCO-format folder; returns ``out_dir/final.pth``.
+
+    Args:
+        cfg: model + schedule (``cfg.train``); its class count must match the dataset's.
+        data_dir: holds ``annotations/instances_train.json`` + ``train/`` (or COCO's *2017 names).
+        out_dir: checkpoints and logs (created).
+        max_minutes: stop (saving ``last.pth`` and ``final.pth``) after this much training time.
+        max_iters: stop once this many iterations (in total, counting resumed ones) are done.
+        resume: True to continue from ``out_dir/last.pth``, or the path of a ``last.pth``.
+        device: "cpu", "cuda", "cuda:1"... (default: this process's GPU if any, else CPU).
+        progress: show the progress bar (rank 0 only).
+
+    A Ctrl-C (SIGINT) or SIGTERM saves ``last.pth`` after the current iteration and raises
+    KeyboardInterrupt.
+
+    Example:
+        >>> from csrinfer.config import load_config
+        >>> from csrinfer.train import train
+        >>> ckpt = train(load_config("models/csr_d2s_r18_small.yaml"), "data/shapes", "runs/shapes", max_minutes=20)
+    """
+    dev = training_device(device)
+    if dev.type == "cuda":
+        torch.cuda.set_device(dev)
+    world = init_distributed(dev)
+    try:
+        trainer = Trainer(cfg, data_dir, out_dir, dev, world, max_iters)
+        if resume:
+            trainer.resume(Path(out_dir) / "last.pth" if resume is True else Path(resume))
+        return trainer.run(max_minutes, progress)
+    finally:
+        shutdown(world)
+
+
+class Trainer:
+    """The state of one training process: data, model, optimiser, schedule position.
+
+    Use :func:`train`; this class only splits its work into short steps.
+    """
+
+    def __init__(self, cfg: Config, data_dir, out_dir, device: torch.device, world: World,
+                 max_iters: int | None = None):
+        self.cfg, self.tc, self.out_dir, self.device, self.world = cfg, cfg.train, Path(out_dir), device, world
+        tc = cfg.train
+        self.dataset = _train_dataset(cfg, data_dir)
+        torch.manual_seed(tc.seed)
+        self.model = build_model(cfg).to(device)
+        self.total_batch = tc.batch_size * world.world_size
+        self.peak_lr = scaled_lr(tc.lr, self.total_batch, tc.base_batch_size)
+        self.optimizer = build_optimizer(self.model, self.peak_lr, tc.weight_decay)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=tc.amp and device.type == "cuda")
+        self.sampler = ResumableSampler(self.dataset, world, shuffle=True, seed=tc.seed)
+        self.iters_per_epoch = math.ceil(self.sampler.num_samples / tc.batch_size)
+        self.total_iters = tc.epochs * self.iters_per_epoch
+        self.stop_at = min(self.total_iters, max_iters) if max_iters is not None else self.total_iters
+        self.iteration = 0
+        self.net = self.model
+        if world.distributed:
+            ids = [device.index] if device.type == "cuda" else None
+            self.net = torch.nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
+        self.collate = TrainCollate(cfg.model.num_classes, cfg.model.num_grids, cfg.model.scale_ranges,
+                                    tc.pos_scale, stride=self.model.stride, divisor=cfg.input.size_divisor)
+
+    def resume(self, path: Path) -> None:
+        """Continue from a ``last.pth``: weights, optimiser, AMP scaler, RNG and iteration."""
+        payload = read_checkpoint(path)
+        state = payload.get("train_state")
+        if not state:
+            raise TrainingError(f"{path} holds no training state (a final.pth?); resume from a last.pth")
+        load_weights(self.model, payload["state_dict"], str(path))
+        try:
+            self.optimizer.load_state_dict(state["optimizer"])
+        except (ValueError, KeyError) as e:
+            raise TrainingError(f"the optimiser state in {path} does not fit this model ({e})") from None
+        if self.scaler.is_enabled() and state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
+        torch.set_rng_state(state["rng"]["torch"])
+        cuda_rng = state["rng"].get("cuda")
+        if cuda_rng is not None and torch.cuda.is_available() and len(cuda_rng) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all(list(cuda_rng))
+        for key, value in (("total_batch_size", self.total_batch), ("dataset_size", len(self.dataset))):
+            if state.get(key) != value:
+                log.warning("resuming with %s %s instead of %s: the data order will differ from an uninterrupted "
+                            "run", key, value, state.get(key))
+        self.iteration = int(state["iteration"])
+        if self.world.is_main:
+            log.info("resumed from %s at iteration %d", path, self.iteration)
+
+    def run(self, max_minutes: float | None = None, progress: bool = True) -> Path:
+        """Train until ``stop_at`` (or the time budget); returns ``out_dir/final.pth``."""
+        main = self.world.is_main
+        if main:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            self._announce()
+        self.metrics = MetricsLog(self.out_dir, enabled=main)
+        self.bar = _progress_bar(self.stop_at, self.iteration, enabled=progress and main)
+        self.deadline = time.monotonic() + 60.0 * max_minutes if max_minutes is not None else None
+        self.stop = _StopFlag()
+        self._reset_window()
+        self.net.train()
+        try:
+            with self.stop.installed():
+                while self.iteration < self.stop_at:
+                    self._epoch()
+        except KeyboardInterrupt:
+            self.bar.close()
+            if main and not self.stop.aborted:
+                path = self.save("last.pth")
+                print(f"interrupted: saved {path} at iteration {self.iteration}; continue with --resume",
+                      file=sys.stderr)
+            raise
+        finally:
+            self.bar.close()
+            self.metrics.close()
+        if main:
+            self.save("last.pth")
+            self.save("final.pth", with_state=False)
+            log.info("finished at iteration %d of %d; weights in %s", self.iteration, self.total_iters,
+                     self.out_dir / "final.pth")
+        barrier(self.world)
+        return self.out_dir / "final.pth"
+
+    def _epoch(self) -> None:
+        """The rest of the current epoch (all of it, unless resuming in its middle)."""
+        tc = self.tc
+        epoch, done = divmod(self.iteration, self.iters_per_epoch)
+        self.sampler.set_epoch(epoch, start=done * tc.batch_size)
+        self.dataset.set_epoch(epoch)
+        self.bar.set_description(f"epoch {epoch + 1}/{tc.epochs}")
+        loader = torch.utils.data.DataLoader(
+            self.dataset, batch_size=tc.batch_size, sampler=self.sampler, num_workers=tc.num_workers,
+            collate_fn=self.collate, pin_memory=self.device.type == "cuda",
+            worker_init_fn=_ignore_interrupts if tc.num_workers else None)
+        for batch in loader:
+            stop_requested, out_of_time = self._step(batch)
+            end_of_epoch = self.iteration % self.iters_per_epoch == 0
+            if self.world.is_main and (self.iteration % tc.checkpoint_every == 0 or end_of_epoch):
+                self.save("last.pth")
+            if stop_requested:
+                raise KeyboardInterrupt
+            if out_of_time:
+                if self.world.is_main:
+                    log.info("time budget reached at iteration %d", self.iteration)
+                self.stop_at = self.iteration
+            if self.iteration >= self.stop_at or end_of_epoch:
+                break
+
+    def _step(self, batch) -> tuple[bool, bool]:
+        """One iteration. Returns (a process asked to stop, a process ran out of time)."""
+        tc = self.tc
+        lr = self.peak_lr * lr_factor(self.iteration, self.iters_per_epoch, tc.milestones, tc.gamma,
+                                      tc.warmup_iters, tc.warmup_ratio)
+        set_lr(self.optimizer, lr)
+        with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.scaler.is_enabled()):
+            outputs = self.net(batch.images.to(self.device, non_blocking=True))
+        losses = solo_loss(outputs, batch.targets, tc.loss_cls, tc.loss_dice, tc.loss_focal, tc.focal_alpha,
+                           tc.focal_gamma)
+        # One collective per step: loss terms for the log and every process's stop flags.
+        values = torch.stack([losses[k].detach().float() for k in LOSS_KEYS]).cpu()
+        flags = torch.tensor([float(self.stop.requested),
+                              float(self.deadline is not None and time.monotonic() > self.deadline)])
+        shared = all_reduce_mean(torch.cat([values, flags]).to(self.device), self.world).cpu()
+        values, flags = shared[:len(LOSS_KEYS)], shared[len(LOSS_KEYS):]
+        if not torch.isfinite(values).all():
+            raise TrainingError(self._diverged(values, "loss"))
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(losses["loss"]).backward()
+        grad_norm = _clip(self.model, self.optimizer, self.scaler, tc.grad_clip)
+        if not self.scaler.is_enabled() and not math.isfinite(grad_norm):  # AMP skips such steps itself
+            raise TrainingError(self._diverged(values, "gradient norm"))
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.iteration += 1
+        self.bar.update(1)
+        self._log(values, lr, grad_norm)
+        return bool(flags[0] > 0), bool(flags[1] > 0)
+
+    def _log(self, values: torch.Tensor, lr: float, grad_norm: float) -> None:
+        self.window += values
+        self.window_iters += 1
+        if self.iteration % self.tc.log_every and self.iteration != self.stop_at:
+            return
+        seconds = time.monotonic() - self.window_start
+        record = {"iter": self.iteration, "epoch": round(self.iteration / self.iters_per_epoch, 4), "lr": lr}
+        record.update({k: round(float(v), 6) for k, v in zip(LOSS_KEYS, self.window / self.window_iters)})
+        record.update(grad_norm=round(grad_norm, 4), time=round(time.time(), 3),
+                      images_per_s=round(self.window_iters * self.total_batch / max(seconds, 1e-9), 3))
+        self.bar.set_postfix_str(_postfix(record), refresh=False)
+        self.metrics.write(record)
+        self._reset_window()
+
+    def _reset_window(self) -> None:
+        self.window, self.window_iters, self.window_start = torch.zeros(len(LOSS_KEYS)), 0, time.monotonic()
+
+    def save(self, name: str, with_state: bool = True) -> Path:
+        """Write ``out_dir/name`` atomically (weights, config, classes; + training state)."""
+        meta = dict(iteration=self.iteration, epoch=self.iteration / self.iters_per_epoch,
+                    total_iters=self.total_iters)
+        return save_checkpoint(self.out_dir / name, self.model, self.cfg, self._state() if with_state else None, meta)
+
+    def _state(self) -> dict:
+        """Everything a resumed run needs, as tensors and plain values (``torch.load(weights_only=True)``)."""
+        rng = {"torch": torch.get_rng_state()}
+        if torch.cuda.is_available():
+            rng["cuda"] = torch.stack(torch.cuda.get_rng_state_all())
+        return dict(iteration=self.iteration, epoch=self.iteration // self.iters_per_epoch,
+                    iters_per_epoch=self.iters_per_epoch, total_batch_size=self.total_batch,
+                    dataset_size=len(self.dataset), optimizer=self.optimizer.state_dict(),
+                    scaler=self.scaler.state_dict(), rng=rng)
+
+    def _diverged(self, values: torch.Tensor, what: str) -> str:
+        terms = ", ".join(f"{k}={v:.4g}" for k, v in zip(LOSS_KEYS, values.tolist()))
+        last = self.out_dir / "last.pth"
+        kept = f"the last good checkpoint {last} is untouched" if last.exists() else "no checkpoint was written yet"
+        return (f"the {what} is not finite at iteration {self.iteration + 1} (epoch "
+                f"{self.iteration // self.iters_per_epoch + 1}; {terms}); training stopped before updating the "
+                f"weights and {kept}; lower train.lr or check the data")
+
+    def _announce(self) -> None:
+        s = self.dataset.stats
+        skipped = {k: v for k, v in s["skipped"].items() if v}
+        log.info("%s: %d images, %d instances, %d crowd regions%s", self.dataset.ann_file, s["images"],
+                 s["instances"], s["crowd"], f"; skipped annotations: {skipped}" if skipped else "")
+        where = f"{self.world.world_size} processes" if self.world.distributed else str(self.device)
+        log.info("training %s: %d iterations (%d per epoch), total batch %d, peak lr %.3g, on %s%s", self.cfg.name,
+                 self.total_iters, self.iters_per_epoch, self.total_batch, self.peak_lr, where,
+                 f"; stopping at iteration {self.stop_at}" if self.stop_at < self.total_iters else "")
+
+
+def _train_dataset(cfg: Config, data_dir) -> CocoInstanceDataset:
+    ann, images = find_split(data_dir, "train")
+    tc = cfg.train
+    transform = TrainTransform(tc.short_side_range, cfg.input.max_size, tc.flip, cfg.input.size_divisor)
+    dataset = CocoInstanceDataset(ann, images, transform, seed=tc.seed)
+    if len(dataset) == 0:
+        raise DatasetError(f"{ann} lists no usable image")
+    if len(dataset.class_names) != cfg.model.num_classes:
+        raise ConfigError(
+            f"the dataset has {len(dataset.class_names)} categories ({_names(dataset.class_names)}) but config "
+            f"'{cfg.name}' has {cfg.model.num_classes} classes; set model.num_classes and classes in the config")
+    if list(dataset.class_names) != list(cfg.classes):
+        log.warning("the dataset's category names %s differ from the config's %s; the dataset's are used",
+                    _names(dataset.class_names), _names(cfg.classes))
+        cfg.classes = list(dataset.class_names)
+    return dataset
+
+
+def _names(names) -> str:
+    names = list(names)
+    return ", ".join(names[:6]) + (", ..." if len(names) > 6 else "")
+
+
+def _clip(model, optimizer, scaler, max_norm: float) -> float:
+    scaler.unscale_(optimizer)
+    params = [p for p in model.parameters() if p.grad is not None]
+    if max_norm > 0:
+        return float(torch.nn.utils.clip_grad_norm_(params, max_norm))
+    return float(torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in params]))) if params else 0.0
+
+
+def _postfix(record: dict) -> str:
+    return (f"loss {record['loss']:.3f} (cls {record['loss_cls']:.3f} dice {record['loss_dice']:.3f} "
+            f"focal {record['loss_focal']:.4f}) lr {record['lr']:.2e}")
+
+
+def _progress_bar(total: int, initial: int, enabled: bool):
+    from tqdm import tqdm
+
+    return tqdm(total=total, initial=initial, disable=not enabled, unit="it", dynamic_ncols=True, smoothing=0.05)
+
+
+def _ignore_interrupts(_worker_id: int) -> None:
+    """DataLoader workers leave Ctrl-C to the main process, which saves a checkpoint and stops them."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+class _StopFlag:
+    """The first SIGINT/SIGTERM asks the loop to save and stop after the current iteration; a
+    second SIGINT interrupts at once."""
+
+    def __init__(self):
+        self.requested = self.aborted = False
+
+    def _handle(self, signum, frame):
+        if self.requested and signum == signal.SIGINT:
+            self.aborted = True  # mid-iteration: the state is not worth saving
+            raise KeyboardInterrupt
+        self.requested = True
+        print("\nstopping after this iteration (saving a checkpoint); press Ctrl-C again to abort at once",
+              file=sys.stderr)
+
+    @contextlib.contextmanager
+    def installed(self):
+        if threading.current_thread() is not threading.main_thread():  # signals reach the main thread only
+            yield
+            return
+        previous = {s: signal.signal(s, self._handle) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+

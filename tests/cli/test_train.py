@@ -1,0 +1,51 @@
+"""``csrinfer data synth``, ``train`` and ``eval`` from the command line, and their one-line errors."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+
+from csrinfer.cli import main
+from tests.train.conftest import tiny_config
+
+
+@pytest.fixture(scope="module")
+def shapes(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cli") / "shapes"
+    assert main(["data", "synth", "--out", str(root), "--n", "4", "--n-val", "2", "--seed", "1"]) == 0
+    return root
+
+
+def test_data_synth_writes_both_splits(shapes):
+    assert len(list((shapes / "train").glob("*.png"))) == 4 and len(list((shapes / "val").glob("*.png"))) == 2
+    assert json.loads((shapes / "annotations" / "instances_val.json").read_text())["categories"][0]["name"] == "circle"
+
+
+def test_train_then_eval(shapes, tmp_path, capsys):
+    config = tmp_path / "tiny.yaml"
+    config.write_text(yaml.safe_dump(tiny_config().to_dict()))
+    out = tmp_path / "run"
+    assert main(["train", "--config", str(config), "--data", str(shapes), "--out", str(out), "--max-iters", "2"]) == 0
+    printed = capsys.readouterr().out
+    assert f"weights: {out / 'final.pth'}" in printed and "AP50" in printed and "FPS" in printed
+    assert main(["eval", "--ckpt", str(out / "final.pth"), "--data", str(shapes), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["images"] == 2 and "AP75" in report and (out / "results_val.json").is_file()
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["data", "synth", "--out", "{shapes}"], "not empty"),
+    (["train", "--config", "{models}/csr_d2s_r18_small.yaml", "--data", "{tmp}/nowhere"], "does not exist"),
+    (["train", "--config", "{models}/csr_d2s_r50_coco.yaml", "--data", "{shapes}", "--out", "{tmp}/x"],
+     "4 categories"),
+    (["eval", "--ckpt", "{tmp}/missing.pth", "--data", "{shapes}"], "does not exist"),
+])
+def test_mistakes_are_one_line(argv, message, shapes, tmp_path, capsys):
+    from tests.conftest import MODELS
+
+    argv = [a.format(shapes=shapes, tmp=tmp_path, models=MODELS) for a in argv]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"csrinfer {argv[0]}: error:") and message in err[0], err

@@ -1,0 +1,92 @@
+"""SOLOv2 target assignment: hand-placed objects land on the cells worked out by hand."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from csrinfer.train.targets import IGNORE, batch_targets, centre_cells, image_targets
+
+C = 4  # classes; label C is background
+
+
+def _box_mask(y1, y2, x1, x2, size=256):
+    m = torch.zeros((size, size), dtype=torch.uint8)
+    m[y1:y2, x1:x2] = 1
+    return m
+
+
+def test_a_hand_placed_box_lands_on_the_expected_cells():
+    # 256 x 256 input, S = 8: cells of 32 px. Box x 70..130 (w 60), y 100..140 (h 40):
+    # sqrt(w h) = 49 -> first range only. Centre (y 120, x 100) -> cell (3, 3).
+    # Centre region: half-extents 0.2 * 20 = 4 (y), 0.2 * 30 = 6 (x) -> y 116..124 -> row 3;
+    # x 94..106 -> columns 2..3.
+    masks = _box_mask(100, 140, 70, 130)[None]
+    cate, pos_cell, pos_inst, soft, weights = image_targets(masks, torch.tensor([2]), None, C, [8, 4],
+                                                            [[1, 64], [128, 512]], pos_scale=0.2)
+    expected = np.full((8, 8), C)
+    expected[3, 2:4] = 2
+    np.testing.assert_array_equal(cate[0].numpy(), expected)
+    assert (cate[1] == C).all()  # out of the second grid's range
+    assert pos_cell.tolist() == [3 * 8 + 2, 3 * 8 + 3] and pos_inst.tolist() == [0, 0]
+
+
+def test_the_centre_region_is_clipped_to_the_cells_next_to_the_centre_cell():
+    # pos_scale 1: the region is the whole box (x 10..250, y 40..200 on a 16-grid of 16 px cells)
+    # but only the 3 x 3 cells around the centre cell (row 7, column 8) are positive.
+    masks = _box_mask(40, 200, 10, 250)[None]
+    cate, *_ = image_targets(masks, torch.tensor([1]), None, C, [16], [[1, 512]], pos_scale=1.0)
+    rows, cols = np.nonzero(cate[0].numpy() == 1)
+    assert (rows.min(), rows.max(), cols.min(), cols.max()) == (6, 8, 7, 9)
+
+
+def test_centre_cells_stay_inside_the_grid():
+    assert centre_cells(1.0, 254.0, 50.0, 50.0, 256, 256, 8) == (0, 1, 6, 7)
+
+
+def test_overlapping_scale_ranges_assign_an_object_to_both_grids():
+    masks = _box_mask(100, 160, 100, 160)[None]  # sqrt(w h) = 60
+    cate, pos_cell, *_ = image_targets(masks, torch.tensor([0]), None, C, [8, 4], [[1, 64], [48, 512]])
+    assert (cate[0] == 0).any() and (cate[1] == 0).any()
+    assert (pos_cell >= 64).any() and (pos_cell < 64).any()  # cells of grid 2 are numbered after grid 1's
+
+
+def test_the_later_object_wins_a_shared_cell():
+    a = _box_mask(100, 140, 100, 140)
+    b = _box_mask(104, 136, 104, 136)  # same centre cell
+    cate, pos_cell, pos_inst, *_ = image_targets(torch.stack([a, b]), torch.tensor([0, 3]), None, C, [8],
+                                                 [[1, 512]])
+    assert set(cate[0][cate[0] != C].tolist()) == {3} and set(pos_inst.tolist()) == {1}
+
+
+def test_crowd_cells_are_ignored_but_positives_are_not():
+    masks = _box_mask(100, 140, 70, 130)[None]
+    crowd = torch.zeros((256, 256), dtype=torch.bool)
+    crowd[:, :128] = True  # left half of the image
+    cate, _, _, soft, weights = image_targets(masks, torch.tensor([2]), crowd, C, [8], [[1, 512]])
+    grid = cate[0]
+    assert (grid[:, :4][grid[:, :4] != 2] == IGNORE).all() and (grid[:, 4:] == C).all()
+    assert (grid == 2).sum() == 2
+    # mask weights: crowd pixels count only inside the object's own mask
+    w = weights[0]
+    assert (w[:, 16:] == 1).all() and (w[soft[0] >= 0.5] == 1).all() and (w[:, :16][soft[0][:, :16] < 0.5] == 0).all()
+
+
+def test_mask_targets_are_the_covered_fraction_of_each_8x8_block():
+    rng = np.random.default_rng(0)
+    mask = torch.from_numpy((rng.random((64, 96)) < 0.4).astype(np.uint8))
+    _, _, _, soft, _ = image_targets(mask[None], torch.tensor([0]), None, C, [4], [[1, 512]])
+    expected = mask.numpy().reshape(8, 8, 12, 8).mean(axis=(1, 3))
+    np.testing.assert_allclose(soft[0].numpy(), expected, atol=1e-6)
+
+
+def test_batch_targets_index_images_and_instances():
+    m1 = torch.stack([_box_mask(10, 60, 10, 60), _box_mask(150, 200, 150, 200)])
+    m2 = torch.zeros((0, 256, 256), dtype=torch.uint8)
+    m3 = _box_mask(100, 150, 20, 70)[None]
+    t = batch_targets([m1, m2, m3], [torch.tensor([0, 1]), torch.zeros(0, dtype=torch.int64), torch.tensor([3])],
+                      [None, None, None], C, [8], [[1, 512]])
+    assert t.cate_labels[0].shape == (3, 8, 8) and t.masks.shape == (3, 32, 32)
+    assert set(t.pos_image.tolist()) == {0, 2}
+    assert set(t.pos_instance[t.pos_image == 2].tolist()) == {2}  # the third object of the batch
+    assert (t.cate_labels[0][1] == C).all()
