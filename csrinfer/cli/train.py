@@ -19,6 +19,9 @@ def add_arguments(p) -> None:
                    help="images per process (override train.batch_size; the lr scales with the total batch)")
     p.add_argument("--workers", type=int, default=None, help="data loader processes (override train.num_workers)")
     p.add_argument("--max-minutes", type=float, default=None, help="stop (and save) after this many minutes")
+    p.add_argument("--fit-schedule", action="store_true",
+                   help="size the schedule to --max-minutes instead of train.epochs: the lr steps at the same "
+                        "fractions of the time the run gets")
     p.add_argument("--max-iters", type=int, default=None, help="stop (and save) at this iteration")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: this process's GPU, else CPU)")
     p.add_argument("--no-eval", action="store_true", help="skip the evaluation on the val split at the end")
@@ -40,9 +43,11 @@ def run(args) -> int:
             if value < (0 if key == "num_workers" else 1):
                 raise ConfigError(f"--{name.replace('_', '-')} must be positive, got {value}")
             setattr(cfg.train, key, value)
+    if args.fit_schedule and args.max_minutes is None:
+        raise ConfigError("--fit-schedule needs --max-minutes, the time to fit the schedule to")
     out = Path(args.out or Path("runs") / cfg.name)
     final = train(cfg, args.data, out, max_minutes=args.max_minutes, max_iters=args.max_iters,
-                  resume=args.resume, device=args.device)
+                  resume=args.resume, device=args.device, fit_to_time=args.fit_schedule)
     if int(os.environ.get("RANK", "0")) != 0:
         return 0
     print(f"weights: {final}")

@@ -34,8 +34,8 @@ from csrinfer.errors import DatasetError
 
 CLASSES = ("circle", "rectangle", "triangle", "star")
 MIN_VISIBLE = 0.45  # fraction of an object's area that must stay visible
-SIZE_RANGE = (18, 130)  # sqrt(area) of a shape in pixels, drawn log-uniformly
-IMAGE_SIDES = (240, 320)  # height and width of an image, each drawn uniformly
+SIZE_RANGE = (24, 120)  # sqrt(area) of a shape in pixels, drawn log-uniformly
+IMAGE_SIDES = (192, 256)  # height and width of an image, each drawn uniformly
 MAX_OBJECTS = 7
 _SHIFT = 4  # sub-pixel bits for cv2 drawing
 _GRAY_TEXTURES = ("brick", "grass", "gravel", "camera", "moon", "coins", "page", "text")

@@ -37,7 +37,7 @@ from csrinfer.train.distributed import (ResumableSampler, World, all_reduce_mean
                                         shutdown, training_device)
 from csrinfer.train.losses import solo_loss
 from csrinfer.train.metrics_log import MetricsLog
-from csrinfer.train.schedule import build_optimizer, lr_factor, scaled_lr, set_lr
+from csrinfer.train.schedule import build_optimizer, lr_factor, milestone_iters, scaled_lr, set_lr
 from csrinfer.train.targets import TrainCollate
 
 log = logging.getLogger(__name__)
@@ -47,7 +47,7 @@ LOSS_KEYS = ("loss", "loss_cls", "loss_dice", "loss_focal")
 
 def train(cfg: Config, data_dir: str | os.PathLike, out_dir: str | os.PathLike, max_minutes: float | None = None,
           max_iters: int | None = None, resume: bool | str | os.PathLike = False, device: str | None = None,
-          progress: bool = True) -> Path:
+          progress: bool = True, fit_to_time: bool = False) -> Path:
     """Train ``cfg`` on the ``train`` split of a COCO-format folder; returns ``out_dir/final.pth``.
 
     Args:
@@ -59,6 +59,11 @@ def train(cfg: Config, data_dir: str | os.PathLike, out_dir: str | os.PathLike, 
         resume: True to continue from ``out_dir/last.pth``, or the path of a ``last.pth``.
         device: "cpu", "cuda", "cuda:1"... (default: this process's GPU if any, else CPU).
         progress: show the progress bar (rank 0 only).
+        fit_to_time: with ``max_minutes``, size the schedule to the time budget instead of
+            ``train.epochs`` (as Ultralytics' ``time=``): the run's length is re-estimated from
+            its measured speed as it goes, and the lr milestones stay at the same fractions of
+            it (8/12 and 11/12 for the paper's schedule), so the lr steps happen even when the
+            machine is slower than expected.
 
     A Ctrl-C (SIGINT) or SIGTERM saves ``last.pth`` after the current iteration and raises
     KeyboardInterrupt.
@@ -76,7 +81,7 @@ def train(cfg: Config, data_dir: str | os.PathLike, out_dir: str | os.PathLike, 
         trainer = Trainer(cfg, data_dir, out_dir, dev, world, max_iters)
         if resume:
             trainer.resume(Path(out_dir) / "last.pth" if resume is True else Path(resume))
-        return trainer.run(max_minutes, progress)
+        return trainer.run(max_minutes, progress, fit_to_time)
     finally:
         shutdown(world)
 
@@ -101,6 +106,7 @@ class Trainer:
         self.sampler = ResumableSampler(self.dataset, world, shuffle=True, seed=tc.seed)
         self.iters_per_epoch = math.ceil(self.sampler.num_samples / tc.batch_size)
         self.total_iters = tc.epochs * self.iters_per_epoch
+        self.max_iters = max_iters
         self.stop_at = min(self.total_iters, max_iters) if max_iters is not None else self.total_iters
         self.iteration = 0
         self.net = self.model
@@ -135,15 +141,17 @@ class Trainer:
         if self.world.is_main:
             log.info("resumed from %s at iteration %d", path, self.iteration)
 
-    def run(self, max_minutes: float | None = None, progress: bool = True) -> Path:
+    def run(self, max_minutes: float | None = None, progress: bool = True, fit_to_time: bool = False) -> Path:
         """Train until ``stop_at`` (or the time budget); returns ``out_dir/final.pth``."""
         main = self.world.is_main
+        self.started = (time.monotonic(), self.iteration)
+        self.deadline = self.started[0] + 60.0 * max_minutes if max_minutes is not None else None
+        self.fit_to_time = fit_to_time and self.deadline is not None
         if main:
             self.out_dir.mkdir(parents=True, exist_ok=True)
             self._announce()
         self.metrics = MetricsLog(self.out_dir, enabled=main)
         self.bar = _progress_bar(self.stop_at, self.iteration, enabled=progress and main)
-        self.deadline = time.monotonic() + 60.0 * max_minutes if max_minutes is not None else None
         self.stop = _StopFlag()
         self._reset_window()
         self.net.train()
@@ -175,7 +183,7 @@ class Trainer:
         epoch, done = divmod(self.iteration, self.iters_per_epoch)
         self.sampler.set_epoch(epoch, start=done * tc.batch_size)
         self.dataset.set_epoch(epoch)
-        self.bar.set_description(f"epoch {epoch + 1}/{tc.epochs}")
+        self.bar.set_description(f"epoch {epoch + 1}" if self.fit_to_time else f"epoch {epoch + 1}/{tc.epochs}")
         loader = torch.utils.data.DataLoader(
             self.dataset, batch_size=tc.batch_size, sampler=self.sampler, num_workers=tc.num_workers,
             collate_fn=self.collate, pin_memory=self.device.type == "cuda",
@@ -197,8 +205,8 @@ class Trainer:
     def _step(self, batch) -> tuple[bool, bool]:
         """One iteration. Returns (a process asked to stop, a process ran out of time)."""
         tc = self.tc
-        lr = self.peak_lr * lr_factor(self.iteration, self.iters_per_epoch, tc.milestones, tc.gamma,
-                                      tc.warmup_iters, tc.warmup_ratio)
+        milestones = milestone_iters(tc.milestones, tc.epochs, self.total_iters)
+        lr = self.peak_lr * lr_factor(self.iteration, milestones, tc.gamma, tc.warmup_iters, tc.warmup_ratio)
         set_lr(self.optimizer, lr)
         with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.scaler.is_enabled()):
             outputs = self.net(batch.images.to(self.device, non_blocking=True))
@@ -237,6 +245,30 @@ class Trainer:
         self.bar.set_postfix_str(_postfix(record), refresh=False)
         self.metrics.write(record)
         self._reset_window()
+        if self.fit_to_time:
+            self._fit_to_time()
+
+    def _fit_to_time(self) -> None:
+        """Re-estimate how many iterations the time budget holds, from this run's mean speed so far.
+
+        Every process computes it from its own clock; rank 0's estimate is shared so that all
+        stay on one schedule.
+        """
+        start, first = self.started
+        now = time.monotonic()
+        if self.iteration - first < 5:  # too few iterations to time
+            return
+        per_iter = (now - start) / (self.iteration - first)
+        # Aim a little before the deadline, so a slower stretch near the end does not cut off the
+        # last (lowest-lr) iterations.
+        remaining = 0.95 * max(0.0, self.deadline - now)
+        estimate = torch.tensor([self.iteration + remaining / per_iter], dtype=torch.float64)
+        if self.world.distributed:
+            estimate = estimate.to(self.device)
+            torch.distributed.broadcast(estimate, src=0)
+        self.total_iters = max(self.iteration + 1, int(estimate.item()))
+        self.stop_at = min(self.total_iters, self.max_iters) if self.max_iters is not None else self.total_iters
+        self.bar.total = self.stop_at
 
     def _reset_window(self) -> None:
         self.window, self.window_iters, self.window_start = torch.zeros(len(LOSS_KEYS)), 0, time.monotonic()
@@ -253,7 +285,8 @@ class Trainer:
         if torch.cuda.is_available():
             rng["cuda"] = torch.stack(torch.cuda.get_rng_state_all())
         return dict(iteration=self.iteration, epoch=self.iteration // self.iters_per_epoch,
-                    iters_per_epoch=self.iters_per_epoch, total_batch_size=self.total_batch,
+                    iters_per_epoch=self.iters_per_epoch, total_iters=self.total_iters,
+                    total_batch_size=self.total_batch,
                     dataset_size=len(self.dataset), optimizer=self.optimizer.state_dict(),
                     scaler=self.scaler.state_dict(), rng=rng)
 
@@ -271,8 +304,10 @@ class Trainer:
         log.info("%s: %d images, %d instances, %d crowd regions%s", self.dataset.ann_file, s["images"],
                  s["instances"], s["crowd"], f"; skipped annotations: {skipped}" if skipped else "")
         where = f"{self.world.world_size} processes" if self.world.distributed else str(self.device)
-        log.info("training %s: %d iterations (%d per epoch), total batch %d, peak lr %.3g, on %s%s", self.cfg.name,
-                 self.total_iters, self.iters_per_epoch, self.total_batch, self.peak_lr, where,
+        length = ("as many iterations as fit the time budget" if self.fit_to_time else
+                  f"{self.total_iters} iterations")
+        log.info("training %s: %s (%d per epoch), total batch %d, peak lr %.3g, on %s%s", self.cfg.name,
+                 length, self.iters_per_epoch, self.total_batch, self.peak_lr, where,
                  f"; stopping at iteration {self.stop_at}" if self.stop_at < self.total_iters else "")
 
 

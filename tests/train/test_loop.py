@@ -79,3 +79,25 @@ def test_ctrl_c_saves_and_exits(tiny_data, tmp_path, monkeypatch):
         train(tiny_config(), tiny_data, tmp_path, max_iters=10, progress=False)
     assert read_checkpoint(tmp_path / "last.pth")["train_state"]["iteration"] == 3  # iteration 3 completed
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers restored
+
+
+def test_a_schedule_fitted_to_the_time_budget_takes_its_lr_steps_before_the_end(tiny_data, tmp_path, monkeypatch):
+    import types
+
+    clock = {"t": 0.0}
+
+    def tick():  # a deterministic clock: every reading is a quarter of a second later
+        clock["t"] += 0.25
+        return clock["t"]
+
+    monkeypatch.setattr(loop, "time", types.SimpleNamespace(monotonic=tick, time=lambda: 0.0))
+    cfg = tiny_config(epochs=12, milestones=[8, 11], warmup_iters=1)  # planned: 24 iterations
+    final = train(cfg, tiny_data, tmp_path, max_minutes=0.6, fit_to_time=True, progress=False)
+    records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    meta = read_checkpoint(final)["meta"]
+    assert 24 < meta["iteration"] < 100 and abs(meta["iteration"] - meta["total_iters"]) <= 2  # fitted, not planned
+    peak = records[2]["lr"]
+    ratios = sorted({round(r["lr"] / peak, 6) for r in records[2:]}, reverse=True)
+    assert ratios == [1.0, 0.1, 0.01] and records[-1]["lr"] == pytest.approx(0.01 * peak)
+    first_drop = next(r["iter"] for r in records[2:] if r["lr"] < peak * 0.5)
+    assert abs(first_drop / meta["iteration"] - 8 / 12) < 0.1

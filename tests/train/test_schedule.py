@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from csrinfer.train.schedule import build_optimizer, lr_factor, scaled_lr
+from csrinfer.train.schedule import build_optimizer, lr_factor, milestone_iters, scaled_lr
 
 
 def test_linear_scaling_rule():
@@ -14,12 +14,18 @@ def test_linear_scaling_rule():
 
 
 def test_warm_up_then_steps_at_the_milestone_epochs():
-    kw = dict(iters_per_epoch=100, milestones=(8, 11), gamma=0.1, warmup_iters=50, warmup_ratio=0.001)
+    kw = dict(milestones=milestone_iters((8, 11), 12, 1200), gamma=0.1, warmup_iters=50, warmup_ratio=0.001)
     assert lr_factor(0, **kw) == pytest.approx(0.001)
     assert lr_factor(25, **kw) == pytest.approx(0.001 + 0.999 * 0.5)
     assert lr_factor(50, **kw) == 1.0 and lr_factor(799, **kw) == 1.0
     assert lr_factor(800, **kw) == pytest.approx(0.1) and lr_factor(1099, **kw) == pytest.approx(0.1)
     assert lr_factor(1100, **kw) == pytest.approx(0.01) and lr_factor(1199, **kw) == pytest.approx(0.01)
+
+
+def test_a_schedule_fitted_to_another_length_keeps_its_milestone_fractions():
+    assert milestone_iters((8, 11), 12, 1200) == [800, 1100]
+    assert milestone_iters((8, 11), 12, 600) == [400, 550]
+    assert milestone_iters((4,), 5, 1000) == [800]
 
 
 def test_adamw_without_decay_on_norms_and_biases():
