@@ -5,8 +5,8 @@ AP, AP50, AP75, APs, APm, APl, plus the speed of the model that produced the res
 - :func:`predict_split`: run a model over every image of a split -> results list + timing;
 - :func:`evaluate_checkpoint`: both, for ``csrinfer eval``.
 
-The model runs through the shared inference path (letterbox pre-processing, ``model.predict``
-with the in-graph post-processing, ``to_instances``), the one every backend uses.
+The model runs through :class:`csrinfer.Segmenter`, the inference path every backend shares, so
+a checkpoint, its ONNX export and its TensorRT engine are evaluated the same way.
 """
 
 from __future__ import annotations
@@ -19,9 +19,6 @@ import os
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-
-import numpy as np
-import torch
 
 from csrinfer.checkpoint import atomic_write
 from csrinfer.errors import DatasetError
@@ -66,26 +63,8 @@ def format_table(metrics: dict) -> str:
     return f"{header}\n{values}"
 
 
-class ModelPredictor:
-    """A PyTorch ``CSRD2SNet`` as ``image_bgr -> Instances`` through the shared pre- and
-    post-processing. ``uint8 BGR [H, W, 3]`` in, masks at the image's size out."""
-
-    def __init__(self, model: torch.nn.Module, cfg, device: str | torch.device = "cpu"):
-        self.model, self.cfg, self.device = model.to(device).eval(), cfg, torch.device(device)
-
-    @torch.no_grad()
-    def __call__(self, image_bgr: np.ndarray):
-        from csrinfer.runtime.postprocess import to_instances
-        from csrinfer.runtime.preprocess import letterbox
-
-        ic, inf = self.cfg.input, self.cfg.inference
-        x, box = letterbox(image_bgr, ic.short_side, ic.max_size, ic.size_divisor)
-        scores, labels, masks = self.model.predict(torch.from_numpy(x)[None].to(self.device))
-        return to_instances(scores[0], labels[0], masks[0], box, self.cfg.classes, inf.score_thr, inf.mask_thr)
-
-
 def predict_split(predict: Callable, coco_gt, image_dir: str | os.PathLike, category_ids: Sequence[int],
-                  progress: bool = True, max_images: int | None = None, sync: Callable = lambda: None):
+                  progress: bool = True, max_images: int | None = None):
     """Run ``predict`` (uint8 BGR image -> Instances) on every image of ``coco_gt``.
 
     Returns (results, image_ids evaluated, seconds spent in ``predict``). Images that cannot
@@ -93,53 +72,51 @@ def predict_split(predict: Callable, coco_gt, image_dir: str | os.PathLike, cate
     """
     from tqdm import tqdm
 
-    from csrinfer.data.coco import read_image
+    from csrinfer.errors import ImageError
+    from csrinfer.runtime.image_io import read_image
 
     image_ids = sorted(coco_gt.getImgIds())[:max_images]
     results, done, seconds = [], [], 0.0
     for image_id in tqdm(image_ids, desc="evaluating", unit="img", disable=not progress, dynamic_ncols=True):
-        path = Path(image_dir) / coco_gt.imgs[image_id]["file_name"]
-        image = read_image(path)
-        if image is None:
-            log.warning("image %s cannot be read; left out of the evaluation", path)
+        try:
+            image = read_image(Path(image_dir) / coco_gt.imgs[image_id]["file_name"])
+        except ImageError as e:
+            log.warning("%s; left out of the evaluation", e)
             continue
         start = time.perf_counter()
-        instances = predict(image)
-        sync()
+        instances = predict(image)  # Instances hold numpy arrays: the device has finished
         seconds += time.perf_counter() - start
         results += instances.to_coco(image_id, category_ids)
         done.append(image_id)
     return results, done, seconds
 
 
-def evaluate_checkpoint(ckpt: str | os.PathLike, data_dir: str | os.PathLike, split: str = "val",
+def evaluate_checkpoint(model: str | os.PathLike, data_dir: str | os.PathLike, split: str = "val",
                         out: str | os.PathLike | None = None, device: str | None = None, progress: bool = True,
                         max_images: int | None = None) -> dict:
-    """Evaluate a checkpoint on a split of a COCO-format folder.
+    """Evaluate a model file (``.pth`` checkpoint, ``.onnx``, TensorRT ``.plan``) on a split of a
+    COCO-format folder.
 
     Returns ``{AP, AP50, AP75, APs, APm, APl, fps, images, seconds, device, results}`` where
     ``results`` is the path of the COCO results JSON (RLE masks) written to ``out`` (default:
-    ``results_<split>.json`` beside the checkpoint). ``fps`` counts pre-processing, network,
-    in-graph and mask post-processing at batch 1, not image decoding.
+    ``results_<split>.json`` beside the model). ``fps`` counts pre-processing, network,
+    in-graph and mask post-processing at batch 1, not the decoding of the image files.
     """
-    from csrinfer.checkpoint import load_checkpoint
     from csrinfer.data.coco import categories, find_split, load_coco
+    from csrinfer.runtime.segmenter import Segmenter
 
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    model, cfg, _ = load_checkpoint(ckpt, map_location=device)
+    segmenter = Segmenter(model, device)
     ann_file, image_dir = find_split(data_dir, split)
     coco_gt = load_coco(ann_file)
     category_ids, names = categories(coco_gt)
-    if len(names) != len(cfg.classes):
-        raise DatasetError(f"{ann_file} has {len(names)} categories but the checkpoint {ckpt} was trained "
-                           f"for {len(cfg.classes)} classes")
-    if list(names) != list(cfg.classes):
-        log.warning("the dataset's category names differ from the checkpoint's; labels are matched by position")
-    sync = torch.cuda.synchronize if torch.device(device).type == "cuda" else (lambda: None)
-    results, done, seconds = predict_split(ModelPredictor(model, cfg, device), coco_gt, image_dir, category_ids,
-                                           progress, max_images, sync)
+    if len(names) != len(segmenter.class_names):
+        raise DatasetError(f"{ann_file} has {len(names)} categories but the model {model} has "
+                           f"{len(segmenter.class_names)} classes")
+    if list(names) != list(segmenter.class_names):
+        log.warning("the dataset's category names differ from the model's; labels are matched by position")
+    results, done, seconds = predict_split(segmenter.predict, coco_gt, image_dir, category_ids, progress, max_images)
     metrics = coco_metrics(coco_gt, results, done)
-    out = Path(out) if out is not None else Path(ckpt).with_name(f"results_{split}.json")
+    out = Path(out) if out is not None else Path(model).with_name(f"results_{split}.json")
     atomic_write(out, lambda tmp: Path(tmp).write_text(json.dumps(results)))
     return dict(metrics, fps=len(done) / seconds if seconds else None, images=len(done), seconds=seconds,
-                device=str(device), results=str(out))
+                device=segmenter.device, results=str(out))

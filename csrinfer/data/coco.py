@@ -23,11 +23,11 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 
-from csrinfer.errors import DatasetError
+from csrinfer.errors import DatasetError, ImageError
+from csrinfer.runtime.image_io import read_image
 from csrinfer.runtime.preprocess import Letterbox, stack_batch
 
 log = logging.getLogger(__name__)
@@ -117,15 +117,6 @@ def categories(coco) -> tuple[list[int], list[str]]:
     """(category ids, names) in id order: label i is category ``ids[i]``."""
     cats = sorted(coco.dataset["categories"], key=lambda c: c["id"])
     return [int(c["id"]) for c in cats], [str(c["name"]) for c in cats]
-
-
-def read_image(path: str | os.PathLike) -> np.ndarray | None:
-    """uint8 BGR [H, W, 3], or None when the file is missing or cannot be decoded."""
-    try:  # read the bytes ourselves: cv2.imread prints its own warnings and mishandles some paths
-        data = np.fromfile(str(path), np.uint8)
-    except OSError:
-        return None
-    return cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
 
 
 def clean_segmentation(seg, height: int, width: int):
@@ -267,9 +258,10 @@ class CocoInstanceDataset(torch.utils.data.Dataset):
         """Untransformed (uint8 BGR image [H, W, 3], uint8 masks [N, H, W], int64 labels [N],
         bool ignore [H, W] or None); None (with a warning) when the image cannot be used."""
         rec = self.records[index]
-        image = read_image(rec["path"])
-        if image is None:
-            log.warning("image %s cannot be read (missing or not an image); skipped", rec["path"])
+        try:
+            image = read_image(rec["path"])
+        except ImageError as e:
+            log.warning("%s; skipped", e)
             return None
         h, w = image.shape[:2]
         if (rec["height"], rec["width"]) != (h, w):
