@@ -24,6 +24,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from csrinfer.data.coco import collate
+
 IGNORE = -1  # category label of a cell left out of the loss
 
 
@@ -157,8 +159,6 @@ class TrainCollate:
         self.pos_scale, self.stride, self.divisor = pos_scale, stride, divisor
 
     def __call__(self, samples):
-        from csrinfer.data.coco import collate
-
         batch = collate(samples, self.divisor)
         batch.targets = batch_targets(batch.masks, batch.labels, batch.ignores, self.num_classes,
                                       self.num_grids, self.scale_ranges, self.pos_scale, self.stride)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 
@@ -85,7 +87,9 @@ def test_every_trainable_parameter_gets_a_gradient(small_cfg):
 
 
 def test_frozen_stages_and_norm_eval(small_cfg):
-    model = build_model(small_cfg).train()
+    cfg = copy.deepcopy(small_cfg)  # the small config trains its whole backbone; the paper's freezes
+    cfg.model.frozen_stages, cfg.model.norm_eval = 1, True
+    model = build_model(cfg).train()
     assert not any(p.requires_grad for p in model.backbone.stem.parameters())
     assert not any(p.requires_grad for p in model.backbone.layer1.parameters())
     assert all(p.requires_grad for p in model.backbone.layer2.parameters())
