@@ -42,7 +42,7 @@ SMALL_CONFIG = Path(__file__).resolve().parents[1] / "models" / "csr_d2s_r18_sma
 class DemoOptions:
     """Args:
         out: folder for everything the demo writes.
-        minutes: training time (the other stages take about 2-3 minutes on 2 CPU cores).
+        minutes: training time (the other stages take 1-2 minutes on 2 CPU cores).
         n_train, n_val: synthetic images per split.
         overlays: val images drawn into ``out/overlays``.
         bench_iters: timed iterations of the speed measurement (after 3 warm-up ones).
@@ -52,7 +52,7 @@ class DemoOptions:
     """
 
     out: str | Path = "runs/demo"
-    minutes: float = 6.0
+    minutes: float = 7.0
     n_train: int = 1000
     n_val: int = 100
     overlays: int = 8
@@ -62,16 +62,17 @@ class DemoOptions:
     config: str | Path | None = None
 
 
-def run_demo(options: DemoOptions, say=print) -> dict:
-    """Run the six stages; returns the report (also written to ``out/report.json``)."""
-    from csrinfer.bench import loadavg, now_iso
+def run_demo(options: DemoOptions, say=print, command: str | None = None) -> dict:
+    """Run the six stages; returns the report (also written to ``out/report.json``).
+    ``command``: the command line to record (default: this process's)."""
+    from csrinfer.bench import command_line, loadavg, now_iso
 
     if options.minutes <= 0 or options.n_train < 1 or options.n_val < 1:
         raise ConfigError("--minutes, --n-train and --n-val must be positive")
     out = prepare_folder(Path(options.out))
     started, load_start, times = time.monotonic(), loadavg(), {}
     report = {"options": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(options).items()},
-              "date": now_iso(), "loadavg_start": load_start}
+              "date": now_iso(), "command": command or command_line(), "loadavg_start": load_start}
     stages = [("dataset", "writing the synthetic shapes dataset", lambda: dataset_stage(options, out, report)),
               ("train", f"training the small model for {options.minutes:g} min on the CPU",
                lambda: train_stage(options, out, report)),
@@ -212,8 +213,8 @@ def markdown(report: dict) -> str:
     acc, speed, t = report["accuracy"], report["speed"], report["training"]
     lat = speed["latency_ms"]
     lines = ["# csrinfer demo", "",
-             f"{report['date']}, {speed['device_name']}, load average {report['loadavg_start']} -> "
-             f"{report['loadavg_end']}; whole demo {report['total_seconds']:.0f} s.", "",
+             f"`{report['command']}`: {report['date']}, {speed['device_name']}, load average "
+             f"{report['loadavg_start']} -> {report['loadavg_end']}; whole demo {report['total_seconds']:.0f} s.", "",
              f"- data: {report['dataset']['train_images']} train + {report['dataset']['val_images']} val synthetic images "
              f"(`{report['dataset']['path']}`)",
              f"- training: `{t['config']}`, {t['iterations']} iterations of batch {t['batch_size']} in {t['seconds']:.0f} s "

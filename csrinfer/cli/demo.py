@@ -10,8 +10,8 @@ HELP = "the whole pipeline on a fresh CPU machine in ~10 minutes: data, training
 
 def add_arguments(p) -> None:
     p.add_argument("--out", default="runs/demo", metavar="DIR", help="output folder (default runs/demo)")
-    p.add_argument("--minutes", type=float, default=6.0, metavar="M",
-                   help="training time (default 6; the other stages take 2-3 minutes on 2 CPU cores)")
+    p.add_argument("--minutes", type=float, default=7.0, metavar="M",
+                   help="training time (default 7; the other stages take 1-2 minutes on 2 CPU cores)")
     p.add_argument("--n-train", type=int, default=1000, help="synthetic training images (default 1000)")
     p.add_argument("--n-val", type=int, default=100, help="synthetic val images (default 100)")
     p.add_argument("--seed", type=int, default=0, help="dataset seed (default 0)")
@@ -27,7 +27,9 @@ def run(args) -> int:
     from csrinfer.demo import DemoOptions, run_demo, summary_lines
 
     setup_logging()
+    command = (f"csrinfer demo --out {args.out} --minutes {args.minutes:g} --n-train {args.n_train} "
+               f"--n-val {args.n_val} --seed {args.seed}" + (" --quick" if args.quick else ""))
     report = run_demo(DemoOptions(out=args.out, minutes=args.minutes, n_train=args.n_train, n_val=args.n_val,
-                                  seed=args.seed, quick=args.quick))
+                                  seed=args.seed, quick=args.quick), command=command)
     print("\n".join(summary_lines(report)))
     return 0

@@ -113,8 +113,7 @@ def test_budget_skips_and_says_so(tmp_path):
                        "--skip", "onnxruntime_cpu", "tables", "floor"])
     report = json.loads((tmp_path / "tiny.json").read_text())
     assert rc == 0 and report["errors"] == {}
-    # the first cell is warmed up (which measures the variant) and then skipped; later cells are
-    # skipped on the estimate alone
+    # nothing left: every cell is skipped, each with its reason
     assert report["speed"] == []
     assert [s["what"] for s in report["skipped"] if "time budget" in s["reason"]] == [
         "pytorch_eager_fp32 128x96 batch 1", "pytorch_eager_fp32 64x64 batch 1",
