@@ -29,45 +29,46 @@ def _f(v, fmt="{:.2f}") -> str:
     return "–" if v is None else fmt.format(v)
 
 
+def md_table(header: list[str], rows: list[list], right: int = 0) -> list[str]:
+    """Markdown table lines; the columns from index ``right`` on are right-aligned (numbers)."""
+    align = ["---" if i < right else "---:" for i in range(len(header))]
+    return ["| " + " | ".join(header) + " |", "| " + " | ".join(align) + " |"] + [
+        "| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+
+
 def speed_table(report: dict) -> list[str]:
-    lines = ["| variant | input (WxH) | batch | precision | FPS | p50 ms | p90 ms | p99 ms | pre p50 | network p50 | "
-             "post p50 | timed |",
-             "| --- | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    header = ["variant", "input (WxH)", "batch", "precision", "FPS", "p50 ms", "p90 ms", "p99 ms", "pre p50",
+              "network p50", "post p50", "timed"]
+    rows = []
     for r in report["speed"]:
         lat = r["latency_ms"]
-        lines.append(f"| {r['variant']} | {r['input_name']} | {r['batch']} | {r['precision']} | {_f(r['fps'])} | "
-                     f"{_f(lat['total']['p50'], '{:.1f}')} | {_f(lat['total']['p90'], '{:.1f}')} | "
-                     f"{_f(lat['total']['p99'], '{:.1f}')} | {_f(lat['preprocess']['p50'], '{:.1f}')} | "
-                     f"{_f(lat['network']['p50'], '{:.1f}')} | {_f(lat['postprocess']['p50'], '{:.1f}')} | "
-                     f"{r['iters']} |")
-    lines.append("| *paper: CSR-D2S, Tesla V100* | *COCO 1x (≤1333x800)* | *1* | *fp32* | *19.5* | | | | | | | |")
-    return lines
+        rows.append([r["variant"], r["input_name"], r["batch"], r["precision"], _f(r["fps"]),
+                     *(_f(lat["total"][p], "{:.1f}") for p in ("p50", "p90", "p99")),
+                     *(_f(lat[k]["p50"], "{:.1f}") for k in ("preprocess", "network", "postprocess")), r["iters"]])
+    rows.append(["*paper: CSR-D2S, Tesla V100*", "*COCO 1x (≤1333x800)*", "*1*", "*fp32*", "*19.5*"] + [""] * 7)
+    return md_table(header, rows, right=4)
+
+
+def _table_intro(t: dict) -> list[str]:
+    return [f"Eager FP32, {t['input']}, batch 1, on {t['device_name']}; ratio = FPS / FPS of {t['ratio_to']}.", ""]
 
 
 def table_ii(t: dict) -> list[str]:
-    lines = [f"Eager FP32, {t['input']}, batch 1, on {t['device_name']}; ratio = FPS / FPS of {t['ratio_to']}.",
-             "",
-             "| config | CSR | D2S | params M (ours) | FPS (ours) | ratio (ours) | timed | paper AP | paper FPS | "
-             "paper ratio |",
-             "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
-    for r in t["rows"]:
-        lines.append(f"| {r['config']} | {'✓' if r['csr'] else ''} | {'✓' if r['d2s'] else ''} | "
-                     f"{r['params_M']:.2f} | {_f(r['fps'], '{:.3f}')} | {_f(r['fps_ratio'], '{:.3f}')} | {r['iters']} | "
-                     f"{r['paper_ap']} | {r['paper_fps']} | {r['paper_ratio']:.3f} |")
-    return lines
+    header = ["config", "CSR", "D2S", "params M (ours)", "FPS (ours)", "ratio (ours)", "timed", "paper AP",
+              "paper FPS", "paper ratio"]
+    rows = [[r["config"], "✓" if r["csr"] else "", "✓" if r["d2s"] else "", f"{r['params_M']:.2f}",
+             _f(r["fps"], "{:.3f}"), _f(r["fps_ratio"], "{:.3f}"), r["iters"], r["paper_ap"], r["paper_fps"],
+             f"{r['paper_ratio']:.3f}"] for r in t["rows"]]
+    return _table_intro(t) + md_table(header, rows, right=3)
 
 
 def table_iii(t: dict) -> list[str]:
-    lines = [f"Eager FP32, {t['input']}, batch 1, on {t['device_name']}; ratio = FPS / FPS of {t['ratio_to']}.",
-             "",
-             "| CSR width | params M (ours) | params M (paper) | FPS (ours) | ratio (ours) | timed | paper AP | "
-             "paper FPS | paper ratio |",
-             "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
-    for r in t["rows"]:
-        lines.append(f"| {r['csr_channels']} | {r['params_M']:.2f} | {r['paper_params_M']} | {_f(r['fps'], '{:.3f}')} | "
-                     f"{_f(r['fps_ratio'], '{:.3f}')} | {r['iters']} | {r['paper_ap']} | {r['paper_fps']} | "
-                     f"{r['paper_ratio']:.3f} |")
-    return lines
+    header = ["CSR width", "params M (ours)", "params M (paper)", "FPS (ours)", "ratio (ours)", "timed", "paper AP",
+              "paper FPS", "paper ratio"]
+    rows = [[r["csr_channels"], f"{r['params_M']:.2f}", r["paper_params_M"], _f(r["fps"], "{:.3f}"),
+             _f(r["fps_ratio"], "{:.3f}"), r["iters"], r["paper_ap"], r["paper_fps"], f"{r['paper_ratio']:.3f}"]
+            for r in t["rows"]]
+    return _table_intro(t) + md_table(header, rows)
 
 
 def floor_section(f: dict) -> list[str]:
@@ -75,7 +76,7 @@ def floor_section(f: dict) -> list[str]:
     peaks = ", ".join(f"{k.split('_')[1].upper()} matmul {v / 1e12:.3g} TFLOP/s" for k, v in p.items()
                       if k.startswith("matmul_") and k.endswith("_flops"))
     flops = f["flops_per_image"]
-    lines = [f"Paper model at {f['input']}: {flops['network'] / 1e9:.1f} GFLOP network + "
+    lines = [f"`{f.get('model', 'csr_d2s_r50_coco')}` at {f['input']}: {flops['network'] / 1e9:.1f} GFLOP network + "
              f"{flops['postprocess'] / 1e9:.1f} GFLOP in-graph post-processing per image (2 FLOPs per multiply-add). "
              f"Peaks measured on this device: {peaks}; copy {p['copy_bytes_per_s'] / 1e9:.1f} GB/s (read + write).",
              "",
@@ -83,32 +84,28 @@ def floor_section(f: dict) -> list[str]:
              "every layer's output — convolution, matrix product, max pooling — written once and read once "
              "(normalisation, activations, residual sums, pixel shuffle and resizes fused into them). "
              "Floor = max(FLOPs / peak FLOP/s, bytes / copy bandwidth).",
-             "",
-             "| batch | precision | GFLOP | weights MB | activations MB | in+out MB | total MB | compute floor ms | "
-             "memory floor ms | floor ms | bound |",
-             "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
-    for r in f["rows"]:
-        b = r["bytes"]
-        lines.append(f"| {r['batch']} | {r['precision']} | {r['flops'] / 1e9:.1f} | {b['weights'] / 1e6:.0f} | "
-                     f"{b['activations'] / 1e6:.0f} | {(b['input'] + b['outputs']) / 1e6:.0f} | {b['total'] / 1e6:.0f} | "
-                     f"{r['compute_floor_ms']:.2f} | {r['memory_floor_ms']:.2f} | {r['floor_ms']:.2f} | {r['bound']} |")
+             ""]
+    header = ["batch", "precision", "GFLOP", "weights MB", "activations MB", "in+out MB", "total MB",
+              "compute floor ms", "memory floor ms", "floor ms", "bound"]
+    rows = [[r["batch"], r["precision"], f"{r['flops'] / 1e9:.1f}", f"{r['bytes']['weights'] / 1e6:.0f}",
+             f"{r['bytes']['activations'] / 1e6:.0f}", f"{(r['bytes']['input'] + r['bytes']['outputs']) / 1e6:.0f}",
+             f"{r['bytes']['total'] / 1e6:.0f}", f"{r['compute_floor_ms']:.2f}", f"{r['memory_floor_ms']:.2f}",
+             f"{r['floor_ms']:.2f}", r["bound"]] for r in f["rows"]]
+    lines += md_table(header, rows)
     if f["efficiency"]:
-        lines += ["", "| variant | batch | precision | floor ms | network p50 ms | efficiency |",
-                  "| --- | ---: | --- | ---: | ---: | ---: |"]
-        for e in f["efficiency"]:
-            lines.append(f"| {e['variant']} | {e['batch']} | {e['precision']} | {e['floor_ms']:.2f} | "
-                         f"{e['network_p50_ms']:.1f} | {100 * e['efficiency']:.1f} % |")
+        rows = [[e["variant"], e["batch"], e["precision"], f"{e['floor_ms']:.2f}", f"{e['network_p50_ms']:.1f}",
+                 f"{100 * e['efficiency']:.1f} %"] for e in f["efficiency"]]
+        lines += [""] + md_table(["variant", "batch", "precision", "floor ms", "network p50 ms", "efficiency"], rows,
+                                 right=3)
     return lines
 
 
 def accuracy_section(points: list[dict]) -> list[str]:
-    lines = ["| model | backend | device | data | images | mask AP | AP50 | AP75 | FPS (batch 1) |",
-             "| --- | --- | --- | --- | ---: | ---: | ---: | ---: | ---: |"]
-    for r in points:
-        a = r["accuracy"]
-        lines.append(f"| {r['model']} | {r['backend']} | {r['device']} | {a['data']} ({a['split']}) | {a['images']} | "
-                     f"{_f(a['AP'], '{:.1f}')} | {_f(a['AP50'], '{:.1f}')} | {_f(a['AP75'], '{:.1f}')} | {r['fps']:.2f} |")
-    return lines
+    header = ["model", "backend", "device", "data", "images", "mask AP", "AP50", "AP75", "FPS (batch 1)"]
+    rows = [[r["model"], r["backend"], r["device"], f"{r['accuracy']['data']} ({r['accuracy']['split']})",
+             r["accuracy"]["images"], *(_f(r["accuracy"][k], "{:.1f}") for k in ("AP", "AP50", "AP75")),
+             _f(r["fps"])] for r in points]
+    return md_table(header, rows, right=4)
 
 
 def markdown(report: dict) -> str:

@@ -454,7 +454,7 @@ def floor_stage(model, s: Settings, report: dict) -> None:
                          "compute_floor_ms": compute_ms, "memory_floor_ms": memory_ms,
                          "floor_ms": max(compute_ms, memory_ms),
                          "bound": "compute" if compute_ms >= memory_ms else "memory"})
-    report["floor"] = {"input": size_name, "flops_per_image": {"network": flops["network"],
+    report["floor"] = {"model": Path(s.config).stem, "input": size_name, "flops_per_image": {"network": flops["network"],
                                                                "postprocess": flops["postprocess"]},
                        "peaks": peaks, "rows": rows, "efficiency": []}
 
