@@ -47,7 +47,6 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads: spinn
 import argparse  # noqa: E402
 import copy  # noqa: E402
 import dataclasses  # noqa: E402
-import json  # noqa: E402
 import re  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
@@ -112,7 +111,6 @@ class Variant:
     """One way to run the paper model; ``make(size, batch)`` -> a Segmenter for that cell."""
 
     name: str
-    label: str
     make: object = None
     skip: str | None = None  # why this variant cannot run on this machine
     deferred: bool = False  # run only at the end, in the first cell (--quick: compiling is slow)
@@ -163,20 +161,19 @@ def build_variants(model, cfg, s: Settings, workdir: Path) -> list[Variant]:
                  f"the ONNX export needs {' and '.join(missing)}, not installed here" if missing else None)
     has_trt = _has_module("tensorrt")
     variants = [
-        Variant("pytorch_eager_fp32", "PyTorch eager FP32", torch_variant("eager")),
-        Variant("pytorch_fast_fp16", "PyTorch fast path (FP16, fused D2S, CUDA graph)",
-                torch_variant("fast", **dataclasses.asdict(FastPathOptions.all_on())),
+        Variant("pytorch_eager_fp32", torch_variant("eager")),
+        Variant("pytorch_fast_fp16", torch_variant("fast", **dataclasses.asdict(FastPathOptions.all_on())),
                 skip=None if cuda else "the GPU fast path needs CUDA"),
-        Variant("pytorch_compile_fp32", "PyTorch torch.compile FP32", torch_variant("compile", compile=True),
+        Variant("pytorch_compile_fp32", torch_variant("compile", compile=True),
                 skip=None if cuda or s.cpu_compile or s.dry_run else
                 "torch.compile takes minutes per input shape on a small CPU (--cpu-compile to include it)",
                 deferred=s.defer_compile, first_call_s=0.0 if s.dry_run else 90.0),
-        Variant("onnxruntime_cpu", "ONNX Runtime CPU", onnx_variant("cpu"), skip=onnx_skip,
+        Variant("onnxruntime_cpu", onnx_variant("cpu"), skip=onnx_skip,
                 max_batch=1 if s.quick and cuda else None),
     ]
     if ort_providers and "CUDAExecutionProvider" in ort_providers and cuda:
-        variants.append(Variant("onnxruntime_cuda", "ONNX Runtime CUDA", onnx_variant("cuda"), skip=onnx_skip))
-    variants.append(Variant("tensorrt_fp16", "TensorRT FP16", trt_variant,
+        variants.append(Variant("onnxruntime_cuda", onnx_variant("cuda"), skip=onnx_skip))
+    variants.append(Variant("tensorrt_fp16", trt_variant,
                             skip=None if has_trt and cuda else
                             ("TensorRT is not installed here" if not has_trt else "TensorRT needs CUDA")))
     if s.dry_run:  # the dry run exercises the compile variant's bookkeeping, not the compiler
@@ -192,8 +189,7 @@ def export_dynamic_onnx(model, cfg, workdir: Path) -> Path:
     """The paper model as one ONNX file with batch, height and width free."""
     from csrinfer.export.pipeline import ExportOptions, export_model
 
-    size = (64, 64) if min(cfg.input.export_size) < 64 else (640, 640)
-    size = tuple(min(a, b) for a, b in zip(size, cfg.input.export_size))
+    size = tuple(min(640, v) for v in cfg.input.export_size)  # the example shape only; H, W stay free
     t0 = time.monotonic()
     print(f"  exporting a dynamic-shape ONNX of {cfg.name} ...", flush=True)
     result = export_model(copy.deepcopy(model).cpu(), ExportOptions(out_dir=workdir, input_size=size, dynamic=True,
