@@ -11,6 +11,7 @@ __version__ = "0.1.0"
 __all__ = ["__version__", "errors", "Segmenter", "Instances"]
 
 from csrinfer import errors  # noqa: E402
+from csrinfer._lazy import lazy_getattr  # noqa: E402
 
 # name -> module that defines it, imported on first access (PEP 562).
 _LAZY = {
@@ -19,9 +20,4 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str):
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'csrinfer' has no attribute '{name}'")
+__getattr__ = lazy_getattr(__name__, _LAZY)

@@ -6,6 +6,8 @@ their modules on first access.
 
 from __future__ import annotations
 
+from csrinfer._lazy import lazy_getattr
+
 __all__ = ["Segmenter", "Instances", "ModelInfo", "load_image", "draw_instances"]
 
 _LAZY = {
@@ -17,9 +19,4 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str):
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'csrinfer.runtime' has no attribute '{name}'")
+__getattr__ = lazy_getattr(__name__, _LAZY)

