@@ -16,7 +16,7 @@ def add_arguments(p) -> None:
     p.add_argument("--n-val", type=int, default=100, help="synthetic val images (default 100)")
     p.add_argument("--seed", type=int, default=0, help="dataset seed (default 0)")
     p.add_argument("--quick", action="store_true",
-                   help="CI size: 12 tiny training images, 3 iterations, 4 val images (about a minute)")
+                   help="CI size: 12 tiny training images, 3 iterations, 4 val images (about 15 s)")
 
 
 def run(args) -> int:
