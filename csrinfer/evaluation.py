@@ -94,8 +94,8 @@ def predict_split(predict: Callable, coco_gt, image_dir: str | os.PathLike, cate
 def evaluate_checkpoint(model: str | os.PathLike, data_dir: str | os.PathLike, split: str = "val",
                         out: str | os.PathLike | None = None, device: str | None = None, progress: bool = True,
                         max_images: int | None = None) -> dict:
-    """Evaluate a model file (``.pth`` checkpoint, ``.onnx``, TensorRT ``.plan``) on a split of a
-    COCO-format folder.
+    """Evaluate a model file (``.pth`` checkpoint, ``.onnx``, TensorRT ``.plan``) or a ready
+    ``Segmenter`` (its options kept; give ``out``) on a split of a COCO-format folder.
 
     Returns ``{AP, AP50, AP75, APs, APm, APl, fps, images, seconds, device, results}`` where
     ``results`` is the path of the COCO results JSON (RLE masks) written to ``out`` (default:
@@ -105,7 +105,7 @@ def evaluate_checkpoint(model: str | os.PathLike, data_dir: str | os.PathLike, s
     from csrinfer.data.coco import categories, find_split, load_coco
     from csrinfer.runtime.segmenter import Segmenter
 
-    segmenter = Segmenter(model, device)
+    segmenter = model if isinstance(model, Segmenter) else Segmenter(model, device)
     ann_file, image_dir = find_split(data_dir, split)
     coco_gt = load_coco(ann_file)
     category_ids, names = categories(coco_gt)

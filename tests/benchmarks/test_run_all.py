@@ -1,0 +1,121 @@
+"""benchmarks/run_all.py --dry-run: the whole script on the CPU with the small config at tiny sizes.
+
+The real runs (benchmarks/results/<machine>.json) take minutes; this keeps the script working
+between them: every stage runs, every speed row is a valid bench result, the tables and the
+floor are computed from the models themselves, and the Markdown and PNG are written.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
+
+
+def load(name: str):
+    """A script under benchmarks/ as a module (registered: its dataclasses need that)."""
+    if f"benchmarks_{name}" in sys.modules:
+        return sys.modules[f"benchmarks_{name}"]
+    if str(BENCHMARKS) not in sys.path:
+        sys.path.insert(0, str(BENCHMARKS))
+    spec = importlib.util.spec_from_file_location(f"benchmarks_{name}", BENCHMARKS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def dry_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("run_all")
+    rc = load("run_all").main(["--dry-run", "--out", str(out), "--machine", "dry"])
+    return rc, json.loads((out / "dry.json").read_text()), out
+
+
+def test_every_cell_and_stage_ran(dry_run):
+    rc, report, out = dry_run
+    assert rc == 0 and report["errors"] == {}
+    cells = {(r["variant"], r["input_name"], r["batch"]) for r in report["speed"]}
+    assert cells == {(v, size, b) for v in ("pytorch_eager_fp32", "onnxruntime_cpu") for size in ("128x96", "64x64")
+                     for b in (1, 2)}
+    skipped = {s["what"]: s["reason"] for s in report["skipped"]}
+    assert "CUDA" in skipped["pytorch_fast_fp16"] and "TensorRT" in skipped["tensorrt_fp16"]
+    assert (out / "dry.md").read_text().startswith("# csrinfer benchmarks")
+    assert (out / "dry.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_speed_rows_are_bench_results(dry_run):
+    jsonschema = pytest.importorskip("jsonschema")
+    schema = json.loads((BENCHMARKS / "bench.schema.json").read_text())
+    _, report, _ = dry_run
+    for row in report["speed"]:
+        assert list(jsonschema.Draft202012Validator(schema).iter_errors(row)) == []
+        assert row["input_shape"] == [row["batch"], 3, *{"128x96": [96, 128], "64x64": [64, 64]}[row["input_name"]]]
+        assert row["iters"] == 2  # two interleaved rounds of one iteration
+
+
+def test_tables_against_the_models(dry_run):
+    from csrinfer.model import build_model
+    from csrinfer.model.complexity import count_parameters
+
+    _, report, _ = dry_run
+    run_all = load("run_all")
+    settings = run_all.settings_from(run_all.parse_args(["--dry-run"]))
+    for key, n in (("table_ii", 4), ("table_iii", 4)):
+        table = report[key]
+        assert len(table["rows"]) == n and table["input"] == "128x96"
+        for row in table["rows"]:
+            params = count_parameters(build_model(run_all.table_config(row["config"], settings)))["total"]
+            assert row["params_M"] == pytest.approx(params / 1e6)
+            assert row["fps"] > 0 and row["iters"] == 2
+        base = next(r for r in table["rows"] if r["config"] == table["ratio_to"])
+        assert base["fps_ratio"] == pytest.approx(1.0)
+    widths = [r["params_M"] for r in report["table_iii"]["rows"]]
+    assert widths == sorted(widths)  # a wider CSR has more parameters
+    assert [r["paper_fps"] for r in report["table_iii"]["rows"]] == [20.4, 19.5, 17.6, 16.1]
+
+
+def test_floor_and_efficiency(dry_run):
+    import torch
+
+    from csrinfer.config import load_config
+    from csrinfer.model import build_model
+    from csrinfer.model.complexity import count_flops
+
+    _, report, _ = dry_run
+    floor = report["floor"]
+    cfg = load_config(BENCHMARKS.parent / "models" / "csr_d2s_r18_small.yaml")
+    flops = count_flops(build_model(cfg).to("meta"), 96, 128)
+    assert floor["flops_per_image"] == {"network": flops["network"], "postprocess": flops["postprocess"]}
+    for row in floor["rows"]:
+        assert row["floor_ms"] == max(row["compute_floor_ms"], row["memory_floor_ms"]) > 0
+        b = row["bytes"]
+        assert b["total"] == b["weights"] + b["input"] + b["outputs"] + b["activations"]
+        assert row["compute_floor_ms"] == pytest.approx(
+            row["flops"] / floor["peaks"]["matmul_fp32_flops"] * 1e3)
+    assert {(e["variant"], e["batch"]) for e in floor["efficiency"]} == {
+        (v, b) for v in ("pytorch_eager_fp32", "onnxruntime_cpu") for b in (1, 2)}
+    for e in floor["efficiency"]:
+        row = next(r for r in report["speed"] if r["variant"] == e["variant"] and r["batch"] == e["batch"]
+                   and r["input_name"] == floor["input"])
+        assert e["efficiency"] == pytest.approx(e["floor_ms"] / row["latency_ms"]["network"]["p50"])
+    del torch
+
+
+def test_budget_skips_and_says_so(tmp_path):
+    run_all = load("run_all")
+    rc = run_all.main(["--dry-run", "--out", str(tmp_path), "--machine", "tiny", "--budget-s", "0.001",
+                       "--skip", "onnxruntime_cpu", "tables", "floor"])
+    report = json.loads((tmp_path / "tiny.json").read_text())
+    assert rc == 0 and report["errors"] == {}
+    # nothing left: every cell is skipped, each with its reason
+    assert report["speed"] == []
+    assert [s["what"] for s in report["skipped"] if "time budget" in s["reason"]] == [
+        "pytorch_eager_fp32 128x96 batch 1", "pytorch_eager_fp32 64x64 batch 1",
+        "pytorch_eager_fp32 128x96 batch 2", "pytorch_eager_fp32 64x64 batch 2"]
+    assert any(s["what"] == "onnxruntime_cpu" and "--skip" in s["reason"] for s in report["skipped"])

@@ -1,0 +1,72 @@
+"""``csrinfer demo --quick``: the main job end to end (data, training, ONNX, AP, FPS, overlays, report)."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+
+import cv2
+import pytest
+
+from csrinfer.cli import main
+from csrinfer.demo import MARKER, prepare_folder
+from csrinfer.errors import ConfigError
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo") / "run"
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        rc = main(["demo", "--quick", "--out", str(out)])
+    return out, rc, printed.getvalue()
+
+
+def test_demo_runs_end_to_end(demo):
+    out, rc, _ = demo
+    assert rc == 0
+    report = json.loads((out / "report.json").read_text())
+    assert (out / "train" / "final.pth").is_file() and (out / "export" / "model.onnx").is_file()
+    assert report["training"]["iterations"] == 3
+    acc, speed = report["accuracy"], report["speed"]
+    assert acc["images"] == 4 and all(acc[k] is None or 0 <= acc[k] <= 100 for k in ("AP", "AP50", "AP75"))
+    assert speed["backend"] == "ONNX Runtime" and speed["device"] == "cpu" and speed["fps"] > 0
+    assert speed["input_shape"] == [1, 3, 128, 160]  # the quick config's export size
+    # one overlay per val image, each the size of its source image
+    overlays = report["overlays"]["images"]
+    assert len(overlays) == 4
+    for path in overlays:
+        source = out / "shapes" / "val" / (path.rsplit("/", 1)[-1])
+        assert cv2.imread(path).shape == cv2.imread(str(source)).shape
+    predictions = json.loads((out / "overlays" / "predictions.json").read_text())
+    assert len(predictions) == report["overlays"]["instances"]
+    md = (out / "report.md").read_text()
+    assert "Mask AP" in md and f"{speed['fps']:.1f} FPS" in md
+    assert sum(report["stage_seconds"].values()) <= report["total_seconds"] + 1
+
+
+def test_demo_prints_ap_and_fps(demo):
+    out, _, printed = demo
+    report = json.loads((out / "report.json").read_text())
+    assert "mask AP on 4 synthetic val images" in printed
+    assert f"speed: {report['speed']['fps']:.1f} FPS, ONNX Runtime on cpu" in printed
+
+
+def test_a_foreign_folder_is_never_cleared(tmp_path, capsys):
+    (tmp_path / "mine.txt").write_text("keep me")
+    with pytest.raises(ConfigError, match="not made by csrinfer demo"):
+        prepare_folder(tmp_path)
+    assert main(["demo", "--quick", "--out", str(tmp_path)]) == 2
+    assert (tmp_path / "mine.txt").read_text() == "keep me" and not (tmp_path / MARKER).exists()
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1
+
+
+def test_prepare_folder_clears_only_demo_files(tmp_path):
+    out = prepare_folder(tmp_path / "d")
+    (out / "train").mkdir()
+    (out / "report.md").write_text("old")
+    (out / "notes.txt").write_text("the user's")
+    prepare_folder(out)
+    assert not (out / "train").exists() and not (out / "report.md").exists()
+    assert (out / "notes.txt").read_text() == "the user's" and (out / MARKER).exists()
