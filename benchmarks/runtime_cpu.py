@@ -68,12 +68,9 @@ def summarize(runs: list[dict]) -> dict:
 
 
 def machine() -> dict:
-    cpu = ""
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
-    except (OSError, StopIteration):
-        cpu = platform.processor()
-    return {"cpu": cpu, "logical_cpus": os.cpu_count(), "platform": platform.platform(),
+    from csrinfer.bench import cpu_name
+
+    return {"cpu": cpu_name(), "logical_cpus": os.cpu_count(), "platform": platform.platform(),
             "python": platform.python_version()}
 
 

@@ -58,16 +58,10 @@ def parse_args(argv=None):
 
 
 def machine() -> dict:
-    model = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    from csrinfer.bench import cpu_name
+
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return dict(cpu=model, cores=os.cpu_count(), usable_cores=usable, platform=platform.platform(),
+    return dict(cpu=cpu_name(), cores=os.cpu_count(), usable_cores=usable, platform=platform.platform(),
                 python=platform.python_version())
 
 

@@ -32,6 +32,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from csrinfer.bench import cpu_name  # noqa: E402
 from csrinfer.serve import protocol  # noqa: E402
 
 
@@ -166,7 +167,7 @@ def main() -> int:
         "benchmark": "csrinfer serve on tritonserver (nvidia-pytriton 0.7.0 wheel), gRPC on 127.0.0.1",
         "date": datetime.datetime.now().isoformat(timespec="seconds"),
         "command": " ".join([Path(sys.executable).name] + sys.argv),
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "processor": _cpu_name(),
+        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "processor": cpu_name(),
                     "loadavg_before": load_before, "loadavg_after": os.getloadavg()},
         "settings": {k: v for k, v in vars(args).items() if k != "out"} | {"model": str(args.model or f"small config, short side {args.short_side}, random weights")},
         "throughput_ratio_batched_over_single": speedup,
@@ -181,16 +182,6 @@ def main() -> int:
                       "all_requests_answered": report["all_requests_answered"]}, indent=2))
     print(f"wrote {out}")
     return 0 if report["all_requests_answered"] else 1
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
 
 
 if __name__ == "__main__":

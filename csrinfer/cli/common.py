@@ -14,18 +14,6 @@ def parse_hw(text: str) -> tuple[int, int]:
     return int(m.group(1)), int(m.group(2))
 
 
-def not_built(name: str, issue: str):
-    """``run`` of a subcommand that is not built yet: says so in one line, exit code 3."""
-
-    def run(args) -> int:
-        import sys
-
-        print(f"csrinfer {name}: not built yet ({issue}).", file=sys.stderr)
-        return 3
-
-    return run
-
-
 def setup_logging() -> None:
     """Show csrinfer's progress messages (INFO) and warnings on stderr, one plain line each."""
     import logging

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from csrinfer import Segmenter
-from csrinfer.errors import BackendUnavailableError, ConfigError, ModelFileError
+from csrinfer.errors import ConfigError, ModelFileError
 from csrinfer.runtime.compare import compare, match_instances, parity_segmenters
 from csrinfer.runtime.instances import Instances, masks_to_boxes
 from tests.conftest import EXPORT_SIZE, delicate_instances, photo_like
@@ -144,13 +144,3 @@ def test_an_onnx_file_without_csrinfer_metadata_is_refused(tmp_path):
     (tmp_path / "garbage.onnx").write_bytes(b"not a protobuf")
     with pytest.raises(ModelFileError, match="cannot load"):
         Segmenter(tmp_path / "garbage.onnx")
-
-
-def test_a_tensorrt_engine_without_its_backend_is_one_clear_error(tmp_path):
-    import importlib.util
-
-    if importlib.util.find_spec("csrinfer.runtime.backends.tensorrt") is not None:
-        pytest.skip("the TensorRT backend module exists here; its own tests cover .plan files")
-    (tmp_path / "model.plan").write_bytes(b"\0" * 16)
-    with pytest.raises(BackendUnavailableError, match="TensorRT"):
-        Segmenter(tmp_path / "model.plan")
