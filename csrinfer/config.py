@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from csrinfer.data.coco_classes import COCO_CLASSES
-from csrinfer.errors import ConfigError
+from csrinfer.errors import ConfigError, first_line
 
 
 @dataclass
@@ -188,12 +188,8 @@ def load_config(path: str | os.PathLike) -> Config:
     try:
         data = yaml.safe_load(path.read_text())
     except (yaml.YAMLError, UnicodeDecodeError) as e:
-        raise ConfigError(f"config file {path} is not valid YAML ({_first_line(e)})") from None
+        raise ConfigError(f"config file {path} is not valid YAML ({first_line(e)})") from None
     cfg = config_from_dict(data or {}, where=str(path))
     if not (data or {}).get("name"):
         cfg.name = path.stem
     return cfg
-
-
-def _first_line(e: Exception) -> str:
-    return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__

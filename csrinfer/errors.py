@@ -47,3 +47,10 @@ class EngineMismatchError(CsrinferError):
 
 class ServerError(CsrinferError):
     """The Triton server could not be started, reached, or answered with an error."""
+
+
+def first_line(e: BaseException, limit: int = 200) -> str:
+    """The first line of an exception's message (its type name when empty), at most ``limit``
+    characters: what a one-sentence error quotes from a library's multi-line message."""
+    text = str(e).strip().splitlines()
+    return (text[0] if text else type(e).__name__)[:limit]

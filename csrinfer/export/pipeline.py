@@ -16,7 +16,7 @@ import importlib.util
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from csrinfer.errors import BackendUnavailableError, ExportError
+from csrinfer.errors import BackendUnavailableError, ExportError, first_line
 from csrinfer.export.onnx import DEFAULT_OPSET, export_onnx
 from csrinfer.runtime.model_info import ModelInfo, producing_versions
 
@@ -88,7 +88,7 @@ def export_model(checkpoint, options: ExportOptions | None = None, cfg=None) -> 
                                 dynamic=options.dynamic, opset=options.opset, metadata=info.to_metadata(),
                                 simplify=options.simplify)
     except (RuntimeError, ValueError, TypeError) as e:  # torch.export / onnx checker failures
-        raise ExportError(f"export of {cfg.name} to ONNX failed ({_first_line(e)})") from None
+        raise ExportError(f"export of {cfg.name} to ONNX failed ({first_line(e)})") from None
     result = ExportResult(onnx=onnx_path, info=info)
     building = options.engine and importlib.util.find_spec("tensorrt") is not None
     engine_graph = onnx_path
@@ -118,7 +118,7 @@ def fp16_onnx_step(model, path: Path, size, options: ExportOptions, info: ModelI
                                 opset=options.opset, metadata=info.replace(precision="fp16").to_metadata(),
                                 simplify=options.simplify)
     except (RuntimeError, ValueError, TypeError) as e:
-        raise ExportError(f"export of the FP16 graph failed ({_first_line(e)})") from None
+        raise ExportError(f"export of the FP16 graph failed ({first_line(e)})") from None
 
 
 def plugin_onnx_step(graph_path: Path) -> tuple[Path | None, str | None]:
@@ -162,7 +162,7 @@ def build_engine_step(onnx_path: Path, options: ExportOptions) -> tuple[Path | N
     try:
         from csrinfer.export.tensorrt import build_engine
     except ImportError as e:
-        return None, f"TensorRT engine not built: csrinfer.export.tensorrt cannot be imported ({_first_line(e)})"
+        return None, f"TensorRT engine not built: csrinfer.export.tensorrt cannot be imported ({first_line(e)})"
     try:
         plan = build_engine(onnx_path, onnx_path.with_name("model.plan"), **options.builder)
     except BackendUnavailableError as e:  # e.g. TensorRT present but no GPU
@@ -192,7 +192,3 @@ def _check(options: ExportOptions, size: tuple[int, int], divisor: int) -> None:
     if options.opset < MIN_OPSET:
         raise ExportError(f"opset {options.opset} is too old; torch's exporter writes opset {MIN_OPSET} or newer")
 
-
-def _first_line(e: Exception) -> str:
-    text = str(e).strip().splitlines()
-    return (text[0] if text else type(e).__name__)[:200]

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from csrinfer.errors import ImageError
+from csrinfer.errors import ImageError, first_line
 
 MAX_PIXELS = 100_000_000  # ~10000 x 10000; pass max_pixels= to read larger images
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm", ".pbm")
@@ -88,7 +88,7 @@ def _decode(source, label: str, max_pixels: int) -> np.ndarray:
             raise ImageError(f"{label} is not an image file (its contents are not a known image "
                              f"format such as JPEG or PNG)") from None
         except OSError as e:
-            raise ImageError(f"{label} cannot be read ({_first_line(e)})") from None
+            raise ImageError(f"{label} cannot be read ({first_line(e, 160)})") from None
     with image:
         width, height = image.size
         if width * height > max_pixels:
@@ -100,7 +100,7 @@ def _decode(source, label: str, max_pixels: int) -> np.ndarray:
             image = ImageOps.exif_transpose(image) or image
             return _pil_to_bgr(image)
         except (OSError, SyntaxError, ValueError, EOFError) as e:  # Pillow's decoders raise these
-            raise ImageError(f"{label} is truncated or corrupt ({_first_line(e)})") from None
+            raise ImageError(f"{label} is truncated or corrupt ({first_line(e, 160)})") from None
 
 
 def as_bgr_uint8(array: np.ndarray, name: str = "image array") -> np.ndarray:
@@ -165,10 +165,6 @@ def _pixels_in(message: str) -> int | None:
     m = re.search(r"\((\d+) pixels\)", message)
     return int(m.group(1)) if m else None
 
-
-def _first_line(e: Exception) -> str:
-    text = str(e).strip().splitlines()
-    return (text[0] if text else type(e).__name__)[:160]
 
 
 def is_image_file(path: str | os.PathLike) -> bool:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from csrinfer.errors import BackendUnavailableError, ModelFileError
+from csrinfer.errors import BackendUnavailableError, ModelFileError, first_line
 from csrinfer.runtime.backends.base import INPUT_NAME, OUTPUT_NAMES, Backend
 from csrinfer.runtime.model_info import ModelInfo
 
@@ -66,8 +66,7 @@ class OnnxRuntimeBackend(Backend):
         try:
             self.session = ort.InferenceSession(str(path), options, providers=providers)
         except Exception as e:  # onnxruntime raises its own Fail/InvalidGraph/... types
-            first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
-            raise ModelFileError(f"ONNX Runtime cannot load {path} ({first})") from None
+            raise ModelFileError(f"ONNX Runtime cannot load {path} ({first_line(e)})") from None
         self.info = _info_of_session(self.session, str(path))
         self._output_names = [o.name for o in self.session.get_outputs()]
 
