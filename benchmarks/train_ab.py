@@ -55,14 +55,24 @@ def parse_args(argv=None):
 
 
 def apply_overrides(cfg, overrides):
+    """``section.key=JSON`` settings over ``cfg``, checked like the YAML (csrinfer.config)."""
+    from csrinfer.config import config_from_dict
+    from csrinfer.errors import ConfigError
+
+    data = cfg.to_dict()
     for item in overrides:
         key, _, value = item.partition("=")
         section, _, name = key.partition(".")
-        target = getattr(cfg, section, None)
-        if target is None or not hasattr(target, name):
+        if not isinstance(data.get(section), dict):
             raise SystemExit(f"train_ab: unknown config key '{key}'")
-        setattr(target, name, json.loads(value))
-    return cfg
+        try:
+            data[section][name] = json.loads(value)
+        except json.JSONDecodeError:
+            raise SystemExit(f"train_ab: the value of '{key}' is not JSON: {value}") from None
+    try:
+        return config_from_dict(data, where="--set")
+    except ConfigError as e:
+        raise SystemExit(f"train_ab: {e}") from None
 
 
 def category_accuracy(cfg, ckpt, data, first=1000, count=64) -> float:
