@@ -75,6 +75,7 @@ def main(argv=None) -> int:
     from csrinfer.data.synthetic import write_synthetic
     from csrinfer.evaluation import evaluate_checkpoint, format_table
     from csrinfer.train import train
+    from csrinfer.train.loop import autocast_dtype
 
     setup_logging()
     torch.set_num_threads(args.threads)
@@ -108,6 +109,7 @@ def main(argv=None) -> int:
             "epochs": round(meta["epoch"], 2),
             "images_seen": meta["iteration"] * cfg.train.batch_size,
             "threads": args.threads,
+            "autocast": str(autocast_dtype(torch.device("cpu"), cfg.train.amp)),
         },
         "dataset": {"train_images": args.n_train, "val_images": args.n_val, "seed": args.seed,
                     "synth_seconds": round(synth_seconds, 1)},

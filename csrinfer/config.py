@@ -84,7 +84,7 @@ class TrainConfig:
     warmup_iters: int = 500
     warmup_ratio: float = 0.001
     grad_clip: float = 35.0  # max L2 norm; 0 disables
-    amp: bool = True  # on CUDA only
+    amp: bool = True  # fp16 on CUDA, bf16 on CPUs with native bf16 (train.loop.autocast_dtype)
     # Eq. 6 weights: alpha * category + beta * dice + gamma * focal (masks)
     loss_cls: float = 1.0
     loss_dice: float = 2.0

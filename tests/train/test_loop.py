@@ -102,3 +102,13 @@ def test_a_schedule_fitted_to_the_time_budget_takes_its_lr_steps_before_the_end(
     assert ratios == [1.0, 0.1, 0.01] and records[-1]["lr"] == pytest.approx(0.01 * peak)
     first_drop = next(r["iter"] for r in records[2:] if r["lr"] < peak * 0.5)
     assert abs(first_drop / meta["iteration"] - 8 / 12) < 0.1
+
+
+@pytest.mark.parametrize("native_bf16", [True, False])
+def test_mixed_precision_is_fp16_on_cuda_and_bf16_only_on_cpus_that_have_it(monkeypatch, native_bf16):
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: native_bf16, raising=False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False, raising=False)
+    assert loop.autocast_dtype(torch.device("cuda", 0), amp=True) == torch.float16
+    assert loop.autocast_dtype(torch.device("cpu"), amp=True) == (torch.bfloat16 if native_bf16 else None)
+    assert loop.autocast_dtype(torch.device("cuda", 0), amp=False) is None
+    assert loop.autocast_dtype(torch.device("cpu"), amp=False) is None
