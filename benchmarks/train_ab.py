@@ -25,10 +25,8 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads OpenMP
 os.environ["CUDA_VISIBLE_DEVICES"] = ""
 
 import argparse  # noqa: E402
-import contextlib  # noqa: E402
 import datetime  # noqa: E402
 import fcntl  # noqa: E402
-import io  # noqa: E402
 import json  # noqa: E402
 import shlex  # noqa: E402
 import sys  # noqa: E402
@@ -77,45 +75,11 @@ def apply_overrides(cfg, overrides):
 
 def category_accuracy(cfg, ckpt, data, first=1000, count=64) -> float:
     """Argmax of the category branch on the positive cells of ``count`` training images."""
-    import torch
-
     from csrinfer.checkpoint import load_checkpoint
-    from csrinfer.train.loop import _train_dataset
-    from csrinfer.train.targets import TrainCollate
+    from train_diagnose import category_confusion
 
-    model = load_checkpoint(ckpt)[0].eval()
-    dataset = _train_dataset(cfg, data)
-    collate = TrainCollate(cfg.model.num_classes, cfg.model.num_grids, cfg.model.scale_ranges, cfg.train.pos_scale,
-                           model.stride, cfg.input.size_divisor)
-    first = min(first, max(0, len(dataset) - count))
-    hits = total = 0
-    with torch.no_grad():
-        for start in range(first, min(first + count, len(dataset)), 16):
-            batch = collate([dataset[i] for i in range(start, min(start + 16, len(dataset)))])
-            out = model(batch.images)
-            c = cfg.model.num_classes
-            logits = torch.cat([p.permute(0, 2, 3, 1).reshape(-1, c) for p in out.cate_preds])
-            labels = torch.cat([lab.reshape(-1) for lab in batch.targets.cate_labels])
-            pos = labels < c
-            hits += int((logits[pos].argmax(1) == labels[pos]).sum())
-            total += int(pos.sum())
-    return hits / max(total, 1)
-
-
-def agnostic_ap(data, results_json) -> tuple[float, float]:
-    from pycocotools.coco import COCO
-    from pycocotools.cocoeval import COCOeval
-
-    if not json.loads(Path(results_json).read_text()):
-        return 0.0, 0.0  # no detections (pycocotools cannot load an empty result list)
-    with contextlib.redirect_stdout(io.StringIO()):
-        gt = COCO(str(Path(data) / "annotations" / "instances_val.json"))
-        ev = COCOeval(gt, gt.loadRes(results_json), "segm")
-        ev.params.useCats = 0
-        ev.evaluate()
-        ev.accumulate()
-        ev.summarize()
-    return float(ev.stats[0]), float(ev.stats[1])
+    confusion = category_confusion(load_checkpoint(ckpt)[0].eval(), cfg, data, first, count)
+    return float(confusion.trace()) / max(int(confusion.sum()), 1)
 
 
 def append_result(path: Path, record: dict) -> None:
@@ -139,6 +103,7 @@ def main(argv=None) -> int:
     from csrinfer.evaluation import evaluate_checkpoint
     from csrinfer.train.distributed import init_distributed, shutdown
     from csrinfer.train.loop import Trainer
+    from train_diagnose import class_agnostic_ap
 
     torch.set_num_threads(args.threads)
     cfg = apply_overrides(load_config(args.config), args.set)
@@ -154,11 +119,12 @@ def main(argv=None) -> int:
         shutdown(world)
     seconds = time.monotonic() - started
     metrics = evaluate_checkpoint(ckpt, args.data, progress=False)
-    ap_any, ap50_any = agnostic_ap(args.data, metrics["results"])
+    agnostic = class_agnostic_ap(Path(args.data) / "annotations" / "instances_val.json",
+                                 json.loads(Path(metrics["results"]).read_text()))
     record = {
         "name": args.name, "overrides": args.set, "iterations": args.iters, "train_seconds": round(seconds, 1),
         "mask_ap": {k: round(metrics[k], 4) for k in ("AP", "AP50", "AP75")},
-        "class_agnostic_ap": {"AP": round(ap_any, 4), "AP50": round(ap50_any, 4)},
+        "class_agnostic_ap": {k: round(v, 4) for k, v in agnostic.items()},
         "category_accuracy_on_positives": round(category_accuracy(cfg, ckpt, args.data), 3),
         "chance_accuracy": round(1 / cfg.model.num_classes, 3),
         "threads": args.threads, "loadavg_start": load_start, "loadavg_end": os.getloadavg(),

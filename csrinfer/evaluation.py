@@ -44,7 +44,7 @@ def coco_metrics(coco_gt, results: Sequence[dict], image_ids: Sequence[int] | No
     if not results:
         return {k: (0.0 if has_objects else None) for k in METRICS}
     with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints its own tables
-        coco_dt = coco_gt.loadRes(list(results))
+        coco_dt = coco_gt.loadRes([dict(r) for r in results])  # loadRes adds keys to each entry
         evaluator = COCOeval(coco_gt, coco_dt, iou_type)
         evaluator.params.imgIds = ids
         evaluator.evaluate()

@@ -68,3 +68,15 @@ def test_evaluate_checkpoint_writes_coco_results(shapes, tmp_path, small_model, 
     results = json.loads((tmp_path / "res.json").read_text())
     assert results and {"image_id", "category_id", "segmentation", "score"} <= set(results[0])
     assert isinstance(results[0]["segmentation"]["counts"], str)
+
+
+def test_evaluating_leaves_the_results_as_they_were(tmp_path):
+    """pycocotools' loadRes adds keys (bbox, area, id) to each entry; a second evaluation of the
+    same list must not see them."""
+    data = write_synthetic(tmp_path / "shapes", n_train=1, n_val=2, seed=0)
+    gt_file = data / "annotations" / "instances_val.json"
+    rows = [{"image_id": a["image_id"], "category_id": a["category_id"], "segmentation": a["segmentation"],
+             "score": 1.0} for a in json.loads(gt_file.read_text())["annotations"]]
+    before = json.dumps(rows)
+    assert coco_metrics(gt_file, rows)["AP"] == pytest.approx(1.0)
+    assert json.dumps(rows) == before and coco_metrics(gt_file, rows)["AP"] == pytest.approx(1.0)
