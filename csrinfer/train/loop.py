@@ -316,7 +316,7 @@ class Trainer:
 def autocast_dtype(device: torch.device, amp: bool) -> torch.dtype | None:
     """The mixed-precision dtype of training with ``train.amp``: fp16 on CUDA; bf16 on a CPU
     with native bf16 arithmetic (AVX512-BF16 or AMX: 1.7x faster training steps on the 2-core
-    EPYC of the CPU benchmark); None (fp32) otherwise, where emulated bf16 would be slower."""
+    EPYC of the CPU benchmark); None (fp32) otherwise: without bf16 units there is nothing to gain."""
     if not amp:
         return None
     if device.type == "cuda":
