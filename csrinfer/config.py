@@ -92,6 +92,9 @@ class TrainConfig:
     focal_alpha: float = 0.25
     focal_gamma: float = 2.0
     pos_scale: float = 0.2  # SOLO centre region
+    # Backbone warm-up on the training set's object crops before the detector trains, where no
+    # ImageNet weights are used (csrinfer.train.pretrain); 0: none, as the paper.
+    crop_pretrain_steps: int = 0
     # Data
     short_side_range: list[int] = field(default_factory=lambda: [800, 800])
     flip: float = 0.5

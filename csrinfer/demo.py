@@ -121,7 +121,7 @@ def demo_config(options: DemoOptions):
         cfg.input.short_side, cfg.input.max_size, cfg.input.export_size = 128, 160, [128, 160]
         t = cfg.train
         t.short_side_range, t.batch_size, t.base_batch_size, t.num_workers = [128, 160], 2, 2, 0
-        t.warmup_iters, t.log_every = 2, 1
+        t.warmup_iters, t.log_every, t.crop_pretrain_steps = 2, 1, min(t.crop_pretrain_steps, 2)
     return cfg
 
 

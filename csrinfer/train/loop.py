@@ -37,6 +37,7 @@ from csrinfer.train.distributed import (ResumableSampler, World, all_reduce_mean
                                         shutdown, training_device)
 from csrinfer.train.losses import solo_loss
 from csrinfer.train.metrics_log import MetricsLog
+from csrinfer.train.pretrain import object_crops, pretrain_backbone
 from csrinfer.train.schedule import build_optimizer, lr_factor, milestone_iters, scaled_lr, set_lr
 from csrinfer.train.targets import TrainCollate
 
@@ -152,6 +153,9 @@ class Trainer:
         if main:
             self.out_dir.mkdir(parents=True, exist_ok=True)
             self._announce()
+        if self.iteration == 0 and self.tc.crop_pretrain_steps > 0:
+            self._pretrain_backbone()  # inside the time budget: it is part of the training
+            self.started = (time.monotonic(), self.iteration)  # the speed estimate is the detector's
         self.metrics = MetricsLog(self.out_dir, enabled=main)
         self.bar = _progress_bar(self.stop_at, self.iteration, enabled=progress and main)
         self.stop = _StopFlag()
@@ -249,6 +253,31 @@ class Trainer:
         self._reset_window()
         if self.fit_to_time:
             self._fit_to_time()
+
+    def _pretrain_backbone(self) -> None:
+        """``train.crop_pretrain_steps`` of backbone warm-up on object crops
+        (:mod:`csrinfer.train.pretrain`), unless the backbone starts from ImageNet weights."""
+        if self.cfg.model.pretrained:
+            log.info("the backbone starts from ImageNet weights; train.crop_pretrain_steps is not needed and skipped")
+            return
+        if not any(p.requires_grad for p in self.model.backbone.parameters()):
+            log.info("the backbone is frozen (model.frozen_stages); train.crop_pretrain_steps skipped")
+            return
+        crops, labels = object_crops(self.dataset, seed=self.tc.seed)
+        if not len(labels):
+            log.warning("no object to crop in %s; the backbone starts from scratch", self.dataset.ann_file)
+            return
+        started = time.monotonic()
+        stats = pretrain_backbone(self.model.backbone, crops, labels, self.cfg.model.num_classes,
+                                  self.tc.crop_pretrain_steps, self.model.mean, self.model.std, lr=self.peak_lr,
+                                  weight_decay=self.tc.weight_decay, device=self.device,
+                                  autocast_dtype=self.autocast_dtype, seed=self.tc.seed)
+        if self.world.distributed:  # every process did the same; rank 0's weights make sure of it
+            for tensor in self.model.backbone.state_dict().values():
+                torch.distributed.broadcast(tensor, src=0)
+        if self.world.is_main:
+            log.info("backbone warm-up: %d steps on %d object crops in %.0f s; crop accuracy %.2f at the end",
+                     self.tc.crop_pretrain_steps, len(labels), time.monotonic() - started, stats["accuracy"])
 
     def _fit_to_time(self) -> None:
         """Re-estimate how many iterations the time budget holds, from this run's mean speed so far.

@@ -10,7 +10,7 @@ import pytest
 from tests.benchmarks.test_run_all import load
 
 TINY = ["input.short_side=64", "input.max_size=96", "train.short_side_range=[64,64]", "train.batch_size=2",
-        "train.num_workers=0", "train.warmup_iters=1"]
+        "train.num_workers=0", "train.warmup_iters=1", "train.crop_pretrain_steps=1"]
 
 
 @pytest.fixture(scope="module")

@@ -22,6 +22,7 @@ def tiny_config(**train):
     t = cfg.train
     t.short_side_range, t.batch_size, t.base_batch_size, t.num_workers = [64, 64], 2, 2, 0
     t.lr, t.warmup_iters, t.log_every, t.checkpoint_every, t.epochs = 1e-3, 2, 1, 1000, 50
+    t.crop_pretrain_steps = 0  # the backbone is frozen here; tests/train/test_pretrain.py covers the warm-up
     for key, value in train.items():
         setattr(t, key, value)
     return cfg
