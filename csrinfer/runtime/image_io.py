@@ -166,6 +166,5 @@ def _pixels_in(message: str) -> int | None:
     return int(m.group(1)) if m else None
 
 
-
 def is_image_file(path: str | os.PathLike) -> bool:
     return Path(path).suffix.lower() in IMAGE_SUFFIXES

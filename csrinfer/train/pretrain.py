@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from csrinfer.data.coco import CocoInstanceDataset
+from csrinfer.runtime.instances import masks_to_boxes
 
 log = logging.getLogger(__name__)
 
@@ -38,11 +39,9 @@ def object_crops(dataset: CocoInstanceDataset, size: int = 64, margin: tuple[flo
         if loaded is None:  # unreadable: already reported by the dataset
             continue
         image, masks, object_labels, _ = loaded
-        for mask, label in zip(masks, object_labels):
-            rows, cols = np.nonzero(mask.any(axis=1))[0], np.nonzero(mask.any(axis=0))[0]
-            if not len(rows):
+        for (x1, y1, x2, y2), label in zip(masks_to_boxes(masks.astype(bool)), object_labels):
+            if x2 <= x1:  # an empty mask
                 continue
-            y1, y2, x1, x2 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
             pad = rng.uniform(*margin) * max(y2 - y1, x2 - x1)
             y1, x1 = int(max(0, y1 - pad)), int(max(0, x1 - pad))
             y2, x2 = int(min(image.shape[0], y2 + pad)), int(min(image.shape[1], x2 + pad))
