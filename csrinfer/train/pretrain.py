@@ -81,6 +81,6 @@ def pretrain_backbone(backbone: nn.Module, crops: torch.Tensor, labels: torch.Te
         loss.backward()
         optimizer.step()
         if step >= steps - tail:
-            losses.append(float(loss))
+            losses.append(loss.item())
             hits.append(float((logits.argmax(1) == y).float().mean()))
     return {"loss": sum(losses) / len(losses), "accuracy": sum(hits) / len(hits)} if steps else {}
