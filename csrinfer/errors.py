@@ -54,3 +54,10 @@ def first_line(e: BaseException, limit: int = 200) -> str:
     characters: what a one-sentence error quotes from a library's multi-line message."""
     text = str(e).strip().splitlines()
     return (text[0] if text else type(e).__name__)[:limit]
+
+
+def os_error_sentence(e: OSError) -> str:
+    """``Permission denied: /data/out`` rather than ``[Errno 13] Permission denied: '/data/out'``."""
+    if e.strerror and e.filename:
+        return f"{e.strerror}: {e.filename}"
+    return first_line(e)

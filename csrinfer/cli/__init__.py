@@ -2,7 +2,8 @@
 
 Each subcommand lives in its own module with ``HELP``, ``add_arguments(parser)`` and
 ``run(args) -> int``; heavy imports happen inside ``run`` so ``csrinfer --help`` is instant.
-A user's mistake (:class:`csrinfer.errors.CsrinferError`) is printed as one line, exit code 2.
+A user's mistake (:class:`csrinfer.errors.CsrinferError`) is printed as one line, exit code 2;
+an OS error (disk full, no permission) as one line too, exit code 1.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from csrinfer.errors import CsrinferError
+    from csrinfer.errors import CsrinferError, os_error_sentence
 
     args = build_parser().parse_args(argv)
     try:
@@ -49,6 +50,9 @@ def main(argv: list[str] | None = None) -> int:
     except CsrinferError as e:
         print(f"csrinfer {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # a full disk, a folder without write permission: the user's to fix
+        print(f"csrinfer {args.command}: error: {os_error_sentence(e)}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print(f"csrinfer {args.command}: interrupted", file=sys.stderr)
         return 130

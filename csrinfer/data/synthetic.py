@@ -53,8 +53,11 @@ def write_synthetic(out_dir: str | os.PathLike, n_train: int = 1000, n_val: int 
     if n_train < 1 or n_val < 1:
         raise DatasetError(f"each split needs at least 1 image, got {n_train} train and {n_val} val")
     backgrounds = load_backgrounds()
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
+    try:
+        out_dir.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
+    except OSError as e:
+        raise DatasetError(f"cannot create {out_dir}: {e.strerror}") from e
     try:
         for split_index, (split, count) in enumerate((("train", n_train), ("val", n_val))):
             _write_split(tmp, split, count, [seed, split_index], backgrounds, progress)
