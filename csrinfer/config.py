@@ -176,9 +176,59 @@ def config_from_dict(data: dict, where: str = "config") -> Config:
     if classes is None or classes == "coco":
         data["classes"] = list(COCO_CLASSES)
     try:
-        return _build(Config, data, where)
+        cfg = _build(Config, data, where)
     except TypeError as e:  # a dataclass refusing its arguments
         raise ConfigError(f"{where} is not a valid config: {e}") from None
+    check_values(cfg, where)
+    return cfg
+
+
+def check_values(cfg: Config, where: str = "config") -> None:
+    """Refuse values the network or the training loop cannot use, naming the field, so that a
+    typo in a YAML file is one sentence when it is read rather than a shape error mid-run."""
+    m, i, inf, t = cfg.model, cfg.input, cfg.inference, cfg.train
+    grids = (len(m.num_grids), len(m.scale_ranges), len(m.grid_strides))
+    widths = {"head_channels": m.head_channels, "mask_channels": m.mask_channels, "kernel_dim": m.kernel_dim}
+    rules = [
+        (m.num_classes >= 1, f"model.num_classes must be at least 1, got {m.num_classes}"),
+        (grids[0] >= 1 and len(set(grids)) == 1, "model.num_grids, model.scale_ranges and model.grid_strides "
+                                                 f"need one entry per grid, got {grids[0]}, {grids[1]} and {grids[2]}"),
+        (all(s >= 1 for s in m.num_grids + m.grid_strides), "model.num_grids and model.grid_strides must be positive"),
+        (all(len(r) == 2 and 0 <= r[0] < r[1] for r in m.scale_ranges),
+         f"model.scale_ranges must be [low, high] pairs with low < high, got {m.scale_ranges}"),
+        (m.norm_groups >= 1 and all(w % m.norm_groups == 0 for w in widths.values()),
+         f"model.head_channels, mask_channels and kernel_dim ({list(widths.values())}) must be multiples of "
+         f"model.norm_groups ({m.norm_groups}) for GroupNorm"),
+        (-1 <= m.frozen_stages <= 4, f"model.frozen_stages must be -1 to 4, got {m.frozen_stages}"),
+        (i.size_divisor >= 32 and i.size_divisor % 32 == 0,
+         f"input.size_divisor must be a multiple of 32 (the backbone's stride), got {i.size_divisor}"),
+        (len(i.export_size) == 2 and all(s > 0 and s % i.size_divisor == 0 for s in i.export_size),
+         f"input.export_size must be [height, width], multiples of {i.size_divisor}, got {i.export_size}"),
+        (len(i.mean) == len(i.std) == 3 and all(s > 0 for s in i.std),
+         f"input.mean and input.std need 3 values (R, G, B), std positive; got {i.mean} and {i.std}"),
+        (0 < i.short_side <= i.max_size, f"input.short_side ({i.short_side}) must be positive and at most "
+                                         f"input.max_size ({i.max_size})"),
+        (inf.nms_kernel in ("gaussian", "linear"),
+         f"inference.nms_kernel must be 'gaussian' or 'linear', got {inf.nms_kernel!r}"),
+        (all(0 <= v <= 1 for v in (inf.score_thr, inf.mask_thr, inf.filter_thr)),
+         "inference.score_thr, mask_thr and filter_thr must lie in [0, 1]"),
+        (inf.nms_pre >= 1 and inf.max_per_img >= 1, "inference.nms_pre and max_per_img must be at least 1"),
+        (t.epochs >= 1 and t.batch_size >= 1 and t.base_batch_size >= 1,
+         "train.epochs, batch_size and base_batch_size must be at least 1"),
+        (t.milestones == sorted(t.milestones) and all(1 <= e <= t.epochs for e in t.milestones),
+         f"train.milestones must be increasing epochs within 1..{t.epochs}, got {t.milestones}"),
+        (t.lr > 0 and t.gamma > 0 and t.weight_decay >= 0 and t.grad_clip >= 0,
+         "train.lr and gamma must be positive, weight_decay and grad_clip not negative"),
+        (t.warmup_iters >= 0 and 0 <= t.warmup_ratio <= 1, "train.warmup_iters must be >= 0 and warmup_ratio in [0, 1]"),
+        (len(t.short_side_range) == 2 and 0 < t.short_side_range[0] <= t.short_side_range[1],
+         f"train.short_side_range must be [low, high] with 0 < low <= high, got {t.short_side_range}"),
+        (0 <= t.flip <= 1, f"train.flip is a probability in [0, 1], got {t.flip}"),
+        (min(t.num_workers, t.crop_pretrain_steps) >= 0 and min(t.checkpoint_every, t.log_every) >= 1,
+         "train.num_workers and crop_pretrain_steps must be >= 0, checkpoint_every and log_every >= 1"),
+    ]
+    for ok, message in rules:
+        if not ok:
+            raise ConfigError(f"{where}: {message}")
 
 
 def load_config(path: str | os.PathLike) -> Config:

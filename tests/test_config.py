@@ -42,6 +42,19 @@ def test_small_config_is_small_and_consistent():
     ("train:\n  lr: fast\n", "train.lr must be a number"),
     ("model: [1, 2]\n", "must be a mapping"),
     ("model: {csr: true\n", "is not valid YAML"),
+    # values: refused when read, not as a shape error mid-run
+    ("model:\n  num_grids: [40, 36, 24, 16]\n", "need one entry per grid, got 4, 5 and 5"),
+    ("model:\n  head_channels: 100\n", "must be multiples of model.norm_groups (32)"),
+    ("model:\n  scale_ranges: [[96, 1], [48, 192], [96, 384], [192, 768], [384, 2048]]\n", "low < high"),
+    ("input:\n  size_divisor: 16\n", "input.size_divisor must be a multiple of 32"),
+    ("input:\n  export_size: [801, 1344]\n", "input.export_size must be [height, width], multiples of 32"),
+    ("input:\n  std: [58.4, 0, 57.4]\n", "std positive"),
+    ("inference:\n  nms_kernel: gauss\n", "inference.nms_kernel must be 'gaussian' or 'linear'"),
+    ("inference:\n  mask_thr: 50\n", "must lie in [0, 1]"),
+    ("train:\n  batch_size: 0\n", "batch_size and base_batch_size must be at least 1"),
+    ("train:\n  milestones: [11, 8]\n", "train.milestones must be increasing epochs within 1..12"),
+    ("train:\n  short_side_range: [800, 640]\n", "0 < low <= high"),
+    ("train:\n  flip: 2\n", "train.flip is a probability"),
 ])
 def test_bad_configs_say_what_is_wrong(tmp_path, text, fragment):
     path = tmp_path / "bad.yaml"
