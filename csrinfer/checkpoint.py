@@ -8,13 +8,15 @@ so an interrupted write never replaces a good checkpoint with a broken one.
 from __future__ import annotations
 
 import os
+import pickle
 import tempfile
+import zipfile
 from pathlib import Path
 
 import torch
 
 from csrinfer.config import Config, config_from_dict
-from csrinfer.errors import CheckpointError, ConfigError
+from csrinfer.errors import CheckpointError, ConfigError, first_line
 
 FORMAT = "csrinfer-checkpoint"
 VERSION = 1
@@ -59,11 +61,17 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
         raise CheckpointError(f"checkpoint {path} does not exist")
     if path.is_dir():
         raise CheckpointError(f"checkpoint {path} is a directory, not a .pth file")
+    if not zipfile.is_zipfile(path):  # torch.load's own message for foreign bytes is about weights_only
+        raise CheckpointError(f"checkpoint {path} is corrupt or not a PyTorch file (not the zip archive "
+                              "torch.save writes)")
     try:
         # weights_only: a checkpoint holds tensors and plain Python values, never code to unpickle.
         payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # torch.load raises many types on foreign bytes (struct.error, EOFError, ...)
-        raise CheckpointError(f"checkpoint {path} is corrupt or not a PyTorch file ({_short(e)})") from None
+    except pickle.UnpicklingError:
+        raise CheckpointError(f"{path} is not a csrinfer checkpoint: it holds Python objects that a "
+                              "weights-only load refuses to unpickle") from None
+    except Exception as e:  # torch.load raises many types on broken archives (RuntimeError, EOFError, ...)
+        raise CheckpointError(f"checkpoint {path} is corrupt or not a PyTorch file ({first_line(e, 160)})") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a csrinfer checkpoint (no '{FORMAT}' header)")
     if payload.get("version", 0) > VERSION:
@@ -104,8 +112,3 @@ def load_weights(model: torch.nn.Module, state_dict: dict, source: str) -> None:
             parts.append(f"{len(mismatched)} of another shape (e.g. {mismatched[0]})")
         raise CheckpointError(f"weights in {source} do not match its config: " + "; ".join(parts))
     model.load_state_dict(state_dict, strict=True)
-
-
-def _short(e: Exception) -> str:
-    text = str(e).strip().splitlines()
-    return (text[0] if text else type(e).__name__)[:160]

@@ -38,8 +38,9 @@ def test_directory(tmp_path):
 def test_corrupt_file(tmp_path, content):
     path = tmp_path / "bad.pth"
     path.write_bytes(content)
-    with pytest.raises(CheckpointError, match="corrupt or not a PyTorch file"):
+    with pytest.raises(CheckpointError, match="corrupt or not a PyTorch file") as info:
         load_checkpoint(path)
+    assert "weights_only" not in str(info.value)  # torch's advice on unpickling is not the user's problem
 
 
 def test_truncated_checkpoint(tmp_path, small_cfg):
@@ -54,6 +55,17 @@ def test_foreign_pytorch_file(tmp_path):
     path = tmp_path / "weights.pth"
     torch.save({"conv.weight": torch.zeros(1)}, path)
     with pytest.raises(CheckpointError, match="not a csrinfer checkpoint"):
+        load_checkpoint(path)
+
+
+class Pickled:
+    pass
+
+
+def test_a_file_with_python_objects_is_refused_without_unpickling(tmp_path):
+    path = tmp_path / "model.pth"
+    torch.save({"model": Pickled()}, path)
+    with pytest.raises(CheckpointError, match="not a csrinfer checkpoint: it holds Python objects"):
         load_checkpoint(path)
 
 
