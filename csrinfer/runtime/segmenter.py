@@ -53,6 +53,9 @@ class Segmenter:
     def __init__(self, model, device: str | None = None, *, score_thr: float | None = None,
                  mask_thr: float | None = None, input_size: Sequence[int] | None = None,
                  max_pixels: int = MAX_PIXELS, **backend_options):
+        for name, value in (("score_thr", score_thr), ("mask_thr", mask_thr)):
+            if value is not None and not 0 <= value <= 1:  # above 1 would silently keep nothing
+                raise ConfigError(f"{name} is a probability in [0, 1], got {value}")
         self.backend: Backend = load_backend(model, device, **backend_options)
         info = self.backend.info
         self.score_thr = info.score_thr if score_thr is None else float(score_thr)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from csrinfer.errors import BackendUnavailableError, ImageError, ServerError
+from csrinfer.errors import BackendUnavailableError, ConfigError, ImageError, ServerError
 from csrinfer.runtime.image_io import MAX_PIXELS
 from csrinfer.runtime.instances import Instances
 from csrinfer.serve import protocol as wire
@@ -62,6 +62,8 @@ class RemoteSegmenter:
     def __init__(self, url: str, protocol: str | None = None, model: str = "csrinfer",
                  timeout: float = 60.0, concurrency: int = 8, score_thr: float | None = None,
                  max_pixels: int = MAX_PIXELS):
+        if score_thr is not None and not 0 <= score_thr <= 1:
+            raise ConfigError(f"score_thr is a probability in [0, 1], got {score_thr}")
         self.address, self.protocol = parse_url(url, protocol)
         self.score_thr = score_thr
         self.max_pixels = max_pixels

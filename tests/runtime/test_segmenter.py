@@ -121,6 +121,12 @@ def test_a_static_size_cannot_be_overridden(small_onnx):
         Segmenter(small_onnx, input_size=(320, 320))
 
 
+@pytest.mark.parametrize("option", [{"score_thr": 5}, {"mask_thr": -0.5}])
+def test_thresholds_outside_0_1_are_refused(small_onnx, option):
+    with pytest.raises(ConfigError, match=f"{next(iter(option))} is a probability in \\[0, 1\\]"):
+        Segmenter(small_onnx, **option)
+
+
 @pytest.mark.parametrize("name,error,match", [
     ("model.tflite", ModelFileError, "unknown suffix"),
     ("missing.onnx", ModelFileError, "does not exist"),

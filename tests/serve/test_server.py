@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 import pytest
 
-from csrinfer.errors import BackendUnavailableError, ImageError, ServerError
+from csrinfer.errors import BackendUnavailableError, ConfigError, ImageError, ServerError
 from tests.serve.conftest import random_images
 
 try:
@@ -148,6 +148,11 @@ def test_bad_requests_get_an_error_naming_the_problem_and_the_server_goes_on(ser
         message = str(info.value).lower()
         assert all(w.lower() in message for w in words), (what, message)
         assert len(remote.predict(path)) > 0, f"no good answer after: {what}"
+
+
+def test_a_score_threshold_outside_0_1_is_refused_before_connecting():
+    with pytest.raises(ConfigError, match="score_thr is a probability"):
+        RemoteSegmenter("127.0.0.1:1", score_thr=1.5)
 
 
 def test_refused_images_are_image_errors_in_the_client(server, tmp_path):
