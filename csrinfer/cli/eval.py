@@ -1,14 +1,14 @@
-"""``csrinfer eval``: mask AP (pycocotools COCOeval, segm) and FPS of a checkpoint on a split."""
+"""``csrinfer eval``: mask AP (pycocotools COCOeval, segm) and FPS of a model file on a split."""
 
 from __future__ import annotations
 
 import json
 
-HELP = "evaluate a checkpoint: COCO mask AP table and FPS on the val split"
+HELP = "evaluate a model: COCO mask AP table and FPS on the val split"
 
 
 def add_arguments(p) -> None:
-    p.add_argument("--ckpt", required=True, help="checkpoint .pth (final.pth or last.pth of a training run)")
+    p.add_argument("--ckpt", required=True, help="model file: a checkpoint .pth (final.pth or last.pth of a training run), .onnx or .plan")
     p.add_argument("--data", required=True, help="dataset folder (annotations/instances_val.json + val/)")
     p.add_argument("--split", default="val", help="split to evaluate (default: val)")
     p.add_argument("--out", default=None, help="COCO results JSON to write (default: results_<split>.json by the ckpt)")
