@@ -52,13 +52,14 @@ def shutdown(world: World) -> None:
 
 
 def training_device(requested: str | None = None) -> torch.device:
-    """The device a process trains on: ``requested``, else its local GPU, else the CPU."""
-    if requested:
-        return torch.device(requested)
-    if torch.cuda.is_available():
-        local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-        return torch.device("cuda", local_rank)
-    return torch.device("cpu")
+    """The device a process trains on: ``requested``, else its local GPU, else the CPU. A bare
+    "cuda" means this process's local GPU (torchrun's LOCAL_RANK)."""
+    from csrinfer.runtime.backends.torch import torch_device
+
+    device = torch_device(requested)
+    if device.type == "cuda" and device.index is None:
+        device = torch_device(f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}")
+    return device
 
 
 def all_reduce_mean(values: torch.Tensor, world: World) -> torch.Tensor:

@@ -16,13 +16,29 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import torch
 
+from csrinfer.errors import BackendUnavailableError, ConfigError
 from csrinfer.runtime.backends.base import OUTPUT_NAMES, Backend
 from csrinfer.runtime.fastpath import FastPathOptions, build_fast_net
 from csrinfer.runtime.model_info import ModelInfo, default_class_names
 
 
-def default_device() -> str:
-    return "cuda" if torch.cuda.is_available() else "cpu"
+def torch_device(requested: str | None = None) -> torch.device:
+    """``requested`` ("cpu", "cuda", "cuda:N"; default: CUDA when available) as a torch.device,
+    checked here so that a typo or a missing GPU is one sentence, not a CUDA traceback later."""
+    if not requested:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(requested)
+    except (RuntimeError, ValueError):
+        device = None
+    if device is None or device.type not in ("cpu", "cuda"):
+        raise ConfigError(f"unknown device '{requested}'; use 'cpu', 'cuda' or 'cuda:N'")
+    gpus = torch.cuda.device_count() if device.type == "cuda" and torch.cuda.is_available() else 0
+    if device.type == "cuda" and (device.index or 0) >= gpus:
+        seen = f"sees {gpus} CUDA GPU(s)" if gpus else "sees no CUDA GPU here"
+        raise BackendUnavailableError(f"device '{requested}' asked for, but PyTorch {seen}; use 'cpu'"
+                                      + (f" or 'cuda:0'..'cuda:{gpus - 1}'" if gpus else ""))
+    return device
 
 
 class TorchBackend(Backend):
@@ -42,7 +58,7 @@ class TorchBackend(Backend):
     def __init__(self, model, device: str | None = None, cfg=None, class_names: Sequence[str] | None = None, *,
                  fp16: bool = False, channels_last: bool = False, fused: bool = False, cuda_graph: bool = False,
                  gpu_preprocess: bool = False, compile: bool = False):
-        self.device = str(torch.device(device or default_device()))
+        self.device = str(torch_device(device))
         self.options = FastPathOptions(fp16, channels_last, fused, cuda_graph, gpu_preprocess,
                                        compile).for_device(self.device)
         if isinstance(model, torch.nn.Module):
