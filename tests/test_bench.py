@@ -149,7 +149,6 @@ def test_cli_prints_and_writes_json(small_onnx, tmp_path, capsys, validator):
     (["--engine", "{onnx}", "--fast"], "PyTorch models"),
     (["--engine", "{onnx}", "--compile"], "not a .pth/.pt"),
     (["--engine", "{onnx}", "--batch", "2"], "static batch of 1"),
-    (["--engine", "{onnx}", "--iters", "0"], "at least 1"),
 ])
 def test_mistakes_are_one_line(argv, message, small_onnx, tmp_path, capsys):
     argv = ["bench"] + [a.format(tmp=tmp_path, onnx=small_onnx) for a in argv] + ["--quiet"]

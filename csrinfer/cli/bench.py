@@ -4,7 +4,7 @@ with ``--data``, mask AP of a model file. Thin: parses the flags, calls
 
 from __future__ import annotations
 
-from csrinfer.cli.common import parse_hw
+from csrinfer.cli.common import non_negative_int, output_file, parse_hw, positive_int
 
 HELP = "measure FPS, latency (p50/p90/p99) and, with --data, mask AP of a model file"
 
@@ -14,12 +14,12 @@ def add_arguments(p) -> None:
     p.add_argument("--data", default=None, metavar="DIR",
                    help="COCO-format folder: mask AP on its split, and its first images are the timed ones")
     p.add_argument("--split", default="val", help="split of --data (default: val)")
-    p.add_argument("--max-images", type=int, default=None, metavar="N", help="mask AP on the first N images only")
+    p.add_argument("--max-images", type=positive_int, default=None, metavar="N", help="mask AP on the first N images only")
     p.add_argument("--input-size", type=parse_hw, default=None, metavar="HxW",
                    help="network input every image is letterboxed into (default: the model's)")
-    p.add_argument("--batch", type=int, default=1, help="images per iteration (default 1)")
-    p.add_argument("--warmup", type=int, default=10, help="untimed iterations first (default 10)")
-    p.add_argument("--iters", type=int, default=100, help="timed iterations (default 100)")
+    p.add_argument("--batch", type=positive_int, default=1, help="images per iteration (default 1)")
+    p.add_argument("--warmup", type=non_negative_int, default=10, help="untimed iterations first (default 10)")
+    p.add_argument("--iters", type=positive_int, default=100, help="timed iterations (default 100)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: the best available)")
     p.add_argument("--fast", action="store_true",
                    help=".pth/.pt on CUDA: every GPU fast-path switch (FP16, channels_last, fused D2S, CUDA "
@@ -27,7 +27,7 @@ def add_arguments(p) -> None:
     p.add_argument("--fp16", action="store_true", help=".pth/.pt on CUDA: FP16 network")
     p.add_argument("--cuda-graph", action="store_true", help=".pth/.pt on CUDA: replay the network as a CUDA graph")
     p.add_argument("--compile", action="store_true", help=".pth/.pt: run the network through torch.compile")
-    p.add_argument("--json", default=None, metavar="OUT", help="write the result as JSON (benchmarks/bench.schema.json)")
+    p.add_argument("--json", default=None, metavar="OUT", type=output_file(".json"), help="write the result as JSON (benchmarks/bench.schema.json)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
@@ -54,10 +54,7 @@ def backend_options(args) -> dict:
 
 def run(args) -> int:
     from csrinfer.bench import benchmark, format_result, write_json
-    from csrinfer.errors import ConfigError
 
-    if args.batch < 1 or args.iters < 1 or args.warmup < 0:
-        raise ConfigError("--batch and --iters must be at least 1 and --warmup at least 0")
     coco_results = None
     if args.json and args.data:
         from pathlib import Path

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from csrinfer.cli.common import output_file
+
 HELP = "build a TensorRT engine (FP16 by default) from an ONNX file"
 
 
@@ -51,7 +53,7 @@ def engine_options(args) -> dict:
 
 def add_arguments(p) -> None:
     p.add_argument("--onnx", required=True, help="the ONNX graph (standard, --plugin or --fp16-onnx export)")
-    p.add_argument("--out", help="engine path (default: the ONNX path with suffix .plan)")
+    p.add_argument("--out", type=output_file(".plan", ".engine"), help="engine path (default: the ONNX path with suffix .plan)")
     add_engine_arguments(p)
 
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 
+from csrinfer.cli.common import non_negative_float
+
 HELP = "compare two model files (backends) on the same images: output errors, mask IoU, scores"
 
 
@@ -18,8 +20,8 @@ def add_arguments(p) -> None:
     p.add_argument("--images", nargs="+", default=None, metavar="IMG_OR_DIR",
                    help="images or folders (default: a few sample photos)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: the best available)")
-    p.add_argument("--score-tol", type=float, default=1e-3, help="largest score difference that passes (1e-3)")
-    p.add_argument("--min-iou", type=float, default=0.99, help="smallest matched-mask IoU that passes (0.99)")
+    p.add_argument("--score-tol", type=non_negative_float, default=1e-3, help="largest score difference that passes (1e-3)")
+    p.add_argument("--min-iou", type=non_negative_float, default=0.99, help="smallest matched-mask IoU that passes (0.99)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
 
 

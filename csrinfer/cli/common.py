@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import re
+from pathlib import Path
 
 
 def parse_hw(text: str) -> tuple[int, int]:
@@ -12,6 +13,41 @@ def parse_hw(text: str) -> tuple[int, int]:
     if not m or int(m.group(1)) <= 0 or int(m.group(2)) <= 0:
         raise argparse.ArgumentTypeError(f"'{text}' is not a size HxW such as 800x1344")
     return int(m.group(1)), int(m.group(2))
+
+
+def _number(kind, low: float, words: str):
+    """An argparse type: ``kind`` of the text, refused below ``low`` (0 or -1 is never a count)."""
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            value = None
+        if value is None or value < low:
+            raise argparse.ArgumentTypeError(f"'{text}' is not {words}")
+        return value
+    parse.__name__ = words  # argparse names the type in its own messages
+    return parse
+
+
+positive_int = _number(int, 1, "a whole number of at least 1")
+non_negative_int = _number(int, 0, "a whole number of at least 0")
+positive_float = _number(float, 1e-9, "a number above 0")
+non_negative_float = _number(float, 0, "a number of at least 0")
+
+
+def output_file(*suffixes: str):
+    """An argparse type for a file to write: one of ``suffixes``, not a folder. Checked before
+    the work, so that a long run never ends on a path it cannot write (or on a checkpoint
+    overwritten by a results file)."""
+    def parse(text: str) -> str:
+        path = Path(text)
+        if path.is_dir():
+            raise argparse.ArgumentTypeError(f"'{text}' is a folder; give a file name ending in {suffixes[0]}")
+        if path.suffix.lower() not in suffixes:
+            raise argparse.ArgumentTypeError(f"'{text}' should end in {' or '.join(suffixes)}")
+        return text
+    parse.__name__ = f"{suffixes[0]} file"
+    return parse
 
 
 def setup_logging() -> None:

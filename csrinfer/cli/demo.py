@@ -5,16 +5,18 @@ from __future__ import annotations
 
 import os
 
+from csrinfer.cli.common import non_negative_int, positive_float, positive_int
+
 HELP = "the whole pipeline on a fresh CPU machine in ~10 minutes: data, training, ONNX, AP, FPS, overlays"
 
 
 def add_arguments(p) -> None:
     p.add_argument("--out", default="runs/demo", metavar="DIR", help="output folder (default runs/demo)")
-    p.add_argument("--minutes", type=float, default=7.0, metavar="M",
+    p.add_argument("--minutes", type=positive_float, default=7.0, metavar="M",
                    help="training time (default 7; the other stages take 1-2 minutes on 2 CPU cores)")
-    p.add_argument("--n-train", type=int, default=1000, help="synthetic training images (default 1000)")
-    p.add_argument("--n-val", type=int, default=100, help="synthetic val images (default 100)")
-    p.add_argument("--seed", type=int, default=0, help="dataset seed (default 0)")
+    p.add_argument("--n-train", type=positive_int, default=1000, help="synthetic training images (default 1000)")
+    p.add_argument("--n-val", type=positive_int, default=100, help="synthetic val images (default 100)")
+    p.add_argument("--seed", type=non_negative_int, default=0, help="dataset seed (default 0)")
     p.add_argument("--quick", action="store_true",
                    help="CI size: 12 tiny training images, 3 iterations, 4 val images (about 15 s)")
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+from csrinfer.cli.common import output_file, positive_int
+
 HELP = "evaluate a model: COCO mask AP table and FPS on the val split"
 
 
@@ -11,9 +13,9 @@ def add_arguments(p) -> None:
     p.add_argument("--ckpt", required=True, help="model file: a checkpoint .pth (final.pth or last.pth of a training run), .onnx or .plan")
     p.add_argument("--data", required=True, help="dataset folder (annotations/instances_val.json + val/)")
     p.add_argument("--split", default="val", help="split to evaluate (default: val)")
-    p.add_argument("--out", default=None, help="COCO results JSON to write (default: results_<split>.json by the ckpt)")
+    p.add_argument("--out", default=None, type=output_file(".json"), help="COCO results JSON to write (default: results_<split>.json by the ckpt)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: cuda if available)")
-    p.add_argument("--max-images", type=int, default=None, help="evaluate the first N images only")
+    p.add_argument("--max-images", type=positive_int, default=None, help="evaluate the first N images only")
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
 
 

@@ -7,7 +7,7 @@ Thin: parses the flags into :class:`csrinfer.export.pipeline.ExportOptions` and 
 from __future__ import annotations
 
 from csrinfer.cli.build import add_engine_arguments, engine_options
-from csrinfer.cli.common import parse_hw
+from csrinfer.cli.common import parse_hw, positive_int
 
 HELP = "export a checkpoint to ONNX (and a TensorRT engine where TensorRT is installed)"
 
@@ -18,7 +18,7 @@ def add_arguments(p) -> None:
     p.add_argument("--input-size", type=parse_hw, default=None, metavar="HxW",
                    help="input size, multiples of 32 (default: the config's export size, 800x1344 for the paper model)")
     p.add_argument("--dynamic", action="store_true", help="batch, height and width free in the graph")
-    p.add_argument("--batch", type=int, default=1, help="static batch size (default 1; ignored with --dynamic)")
+    p.add_argument("--batch", type=positive_int, default=1, help="static batch size (default 1; ignored with --dynamic)")
     p.add_argument("--opset", type=int, default=None, help="ONNX opset (default 18)")
     p.add_argument("--no-simplify", action="store_true", help="skip onnxslim's constant folding")
     p.add_argument("--onnx-only", action="store_true", help="do not go on to a TensorRT engine")

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import sys
 
+from csrinfer.cli.common import positive_int
+
 HELP = "run a model on images, folders, video files or a camera; write overlays and COCO results"
 
 
@@ -27,7 +29,7 @@ def add_arguments(p) -> None:
                    help="GPU fast path for .pth/.pt models: FP16, channels_last, fused D2S kernel, CUDA graphs, "
                         "GPU pre-processing (does nothing on a CPU, with a warning)")
     p.add_argument("--no-draw", action="store_true", help="write only the COCO results, no overlay images")
-    p.add_argument("--max-frames", type=int, default=None, metavar="N", help="stop each video or camera after N frames")
+    p.add_argument("--max-frames", type=positive_int, default=None, metavar="N", help="stop each video or camera after N frames")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 

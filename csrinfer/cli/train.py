@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 
+from csrinfer.cli.common import non_negative_int, positive_float, positive_int
+
 HELP = "train a model on a COCO-format dataset (torchrun for several GPUs)"
 
 
@@ -14,15 +16,15 @@ def add_arguments(p) -> None:
     p.add_argument("--out", default=None, help="checkpoints and logs (default: runs/<config name>)")
     p.add_argument("--resume", nargs="?", const=True, default=False, metavar="CKPT",
                    help="continue from OUT/last.pth (or from CKPT) at the same iteration, lr and data order")
-    p.add_argument("--epochs", type=int, default=None, help="override train.epochs (milestones stay as configured)")
-    p.add_argument("--batch-size", type=int, default=None,
+    p.add_argument("--epochs", type=positive_int, default=None, help="override train.epochs (milestones stay as configured)")
+    p.add_argument("--batch-size", type=positive_int, default=None,
                    help="images per process (override train.batch_size; the lr scales with the total batch)")
-    p.add_argument("--workers", type=int, default=None, help="data loader processes (override train.num_workers)")
-    p.add_argument("--max-minutes", type=float, default=None, help="stop (and save) after this many minutes")
+    p.add_argument("--workers", type=non_negative_int, default=None, help="data loader processes (override train.num_workers)")
+    p.add_argument("--max-minutes", type=positive_float, default=None, help="stop (and save) after this many minutes")
     p.add_argument("--fit-schedule", action="store_true",
                    help="size the schedule to --max-minutes instead of train.epochs: the lr steps at the same "
                         "fractions of the time the run gets")
-    p.add_argument("--max-iters", type=int, default=None, help="stop (and save) at this iteration")
+    p.add_argument("--max-iters", type=positive_int, default=None, help="stop (and save) at this iteration")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: this process's GPU, else CPU)")
     p.add_argument("--no-eval", action="store_true", help="skip the evaluation on the val split at the end")
 

@@ -1,5 +1,7 @@
 """The ``csrinfer`` front: a user's problem is one line on stderr and a non-zero exit, no traceback."""
 
+import pytest
+
 import csrinfer.cli.data
 from csrinfer.cli import main
 
@@ -20,3 +22,26 @@ def test_an_os_error_is_one_sentence_with_exit_code_1(monkeypatch, capsys):
     assert main(["data", "synth", "--out", "x"]) == 1
     err = capsys.readouterr().err
     assert err == "csrinfer data: error: No space left on device: /data/out/model.onnx\n"
+
+
+@pytest.mark.parametrize("argv,says", [
+    (["eval", "--ckpt", "m.pth", "--data", "d", "--max-images", "0"], "argument --max-images: '0' is not a whole number of at least 1"),
+    (["bench", "--engine", "m.onnx", "--iters", "-1"], "argument --iters: '-1' is not a whole number of at least 1"),
+    (["train", "--config", "c.yaml", "--data", "d", "--max-minutes", "0"], "argument --max-minutes: '0' is not a number above 0"),
+    (["data", "synth", "--out", "x", "--seed", "-3"], "argument --seed: '-3' is not a whole number of at least 0"),
+])
+def test_counts_below_their_minimum_are_refused_before_any_work(argv, says, capsys):
+    with pytest.raises(SystemExit) as info:  # argparse's own exit: usage line, then the error
+        main(argv)
+    assert info.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1].endswith(f"error: {says}")
+
+
+def test_an_output_file_is_checked_before_the_work(tmp_path, capsys):
+    ckpt = tmp_path / "model.pth"
+    ckpt.write_bytes(b"weights")
+    for out, says in ((tmp_path, "is a folder; give a file name ending in .json"), (ckpt, "should end in .json")):
+        with pytest.raises(SystemExit):
+            main(["eval", "--ckpt", str(ckpt), "--data", str(tmp_path), "--out", str(out)])
+        assert capsys.readouterr().err.strip().endswith(says)
+    assert ckpt.read_bytes() == b"weights"
