@@ -191,4 +191,9 @@ def _check(options: ExportOptions, size: tuple[int, int], divisor: int) -> None:
         raise ExportError(f"batch must be at least 1, got {options.batch}")
     if options.opset < MIN_OPSET:
         raise ExportError(f"opset {options.opset} is too old; torch's exporter writes opset {MIN_OPSET} or newer")
+    import onnx.defs
+
+    newest = onnx.defs.onnx_opset_version()
+    if options.opset > newest:
+        raise ExportError(f"opset {options.opset} is newer than this onnx package knows (up to {newest})")
 

@@ -60,6 +60,7 @@ def test_simplification_folds_the_graph_and_keeps_its_results(tmp_path, small_ck
     (ExportOptions(input_size=(100, 224)), "multiples of 32"),
     (ExportOptions(batch=0), "batch must be at least 1"),
     (ExportOptions(opset=12), "opset 12 is too old"),
+    (ExportOptions(opset=999), "opset 999 is newer than this onnx package knows"),
 ])
 def test_bad_options_are_one_sentence(small_ckpt, options, says):
     with pytest.raises(ExportError, match=says):
