@@ -40,11 +40,8 @@ def run(args) -> int:
     setup_logging()
     cfg = load_config(args.config)
     for name, key in (("epochs", "epochs"), ("batch_size", "batch_size"), ("workers", "num_workers")):
-        value = getattr(args, name)
-        if value is not None:
-            if value < (0 if key == "num_workers" else 1):
-                raise ConfigError(f"--{name.replace('_', '-')} must be positive, got {value}")
-            setattr(cfg.train, key, value)
+        if getattr(args, name) is not None:
+            setattr(cfg.train, key, getattr(args, name))
     if args.fit_schedule and args.max_minutes is None:
         raise ConfigError("--fit-schedule needs --max-minutes, the time to fit the schedule to")
     out = Path(args.out or Path("runs") / cfg.name)

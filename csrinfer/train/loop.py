@@ -74,6 +74,8 @@ def train(cfg: Config, data_dir: str | os.PathLike, out_dir: str | os.PathLike, 
         >>> from csrinfer.train import train
         >>> ckpt = train(load_config("models/csr_d2s_r18_small.yaml"), "data/shapes", "runs/shapes", max_minutes=20)
     """
+    if not resume:
+        refuse_a_used_folder(Path(out_dir))
     dev = training_device(device)
     if dev.type == "cuda":
         torch.cuda.set_device(dev)
@@ -85,6 +87,15 @@ def train(cfg: Config, data_dir: str | os.PathLike, out_dir: str | os.PathLike, 
         return trainer.run(max_minutes, progress, fit_to_time)
     finally:
         shutdown(world)
+
+
+def refuse_a_used_folder(out_dir: Path) -> None:
+    """A new run into a folder that holds one would replace its checkpoints and mix two runs in
+    its metrics log; resuming or another folder is what the user meant."""
+    found = [name for name in ("last.pth", "final.pth") if (out_dir / name).exists()]
+    if found:
+        raise TrainingError(f"{out_dir} already holds a training run ({found[0]}); resume it (--resume) or "
+                            "choose another output folder (--out)")
 
 
 class Trainer:

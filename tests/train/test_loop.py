@@ -47,6 +47,14 @@ def test_resume_gives_the_same_next_step_as_an_uninterrupted_run(tiny_data, tmp_
         assert resumed[it] == pytest.approx(straight[it], rel=1e-5, abs=1e-6), (it, straight, resumed)
 
 
+def test_a_new_run_into_a_folder_with_a_run_is_refused_and_leaves_it_alone(tmp_path):
+    (tmp_path / "last.pth").write_bytes(b"iteration 1200")
+    with pytest.raises(TrainingError, match="already holds a training run \\(last.pth\\); resume it"):
+        train(tiny_config(), tmp_path / "no data needed", tmp_path, max_iters=1, progress=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pth"]
+    assert (tmp_path / "last.pth").read_bytes() == b"iteration 1200"
+
+
 def test_a_nan_loss_stops_and_leaves_the_last_good_checkpoint(tiny_data, tmp_path, monkeypatch):
     calls = {"n": 0}
     real = loop.solo_loss
