@@ -49,5 +49,6 @@ def run(args) -> int:
         print(f"{args.model} ({a.backend.name}) vs {args.against} ({b.backend.name})")
         for line in report.lines():
             print(f"  {line}")
-        print(f"  {'PASS' if passed else 'FAIL'} (scores within {args.score_tol:g}, mask IoU >= {args.min_iou:g}, same counts)")
+        verdict = "INCONCLUSIVE" if report.inconclusive else "PASS" if passed else "FAIL"
+        print(f"  {verdict} (scores within {args.score_tol:g}, mask IoU >= {args.min_iou:g}, same counts)")
     return 0 if passed else 1

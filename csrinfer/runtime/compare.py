@@ -38,9 +38,14 @@ class ParityReport:
     count_mismatches: int = 0  # images where the two found different numbers of instances
     failures: list[str] = field(default_factory=list)  # inputs that could not be read, one sentence each
 
+    @property
+    def inconclusive(self) -> bool:
+        """Neither model found anything: two unrelated models would agree as well."""
+        return self.instances_a == self.instances_b == 0
+
     def passed(self, score_tol: float = 1e-3, min_iou: float = 0.99) -> bool:
         """Same counts, every instance matched, scores within ``score_tol``, IoU at least ``min_iou``."""
-        if self.failures or self.images == 0 or self.count_mismatches:
+        if self.failures or self.images == 0 or self.count_mismatches or self.inconclusive:
             return False
         if self.matched != self.instances_a or self.matched != self.instances_b:
             return False
@@ -56,7 +61,9 @@ class ParityReport:
             f"count mismatches       {self.count_mismatches} images",
             f"mask IoU (matched)     mean {self.mask_iou_mean:.4f}, min {self.mask_iou_min:.4f}",
             f"score diff (matched)   mean {self.score_diff_mean:.2e}, max {self.score_diff_max:.2e}",
-        ] + [f"unreadable             {sentence}" for sentence in self.failures]
+        ] + [f"unreadable             {sentence}" for sentence in self.failures] + (
+            ["nothing compared       neither model found an instance on these images; give --images "
+             "with objects the models know"] if self.inconclusive else [])
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -69,6 +76,11 @@ def parity_segmenters(model_a, model_b, device: str | None = None) -> tuple[Segm
     if len(sizes) > 1:
         raise ConfigError(f"the two models have different static input sizes ({' and '.join(map(str, sizes))}); "
                           f"compare models exported at the same size")
+    for what, get in (("classes", lambda x: list(x.info.class_names)),
+                      ("output slots (max_per_img)", lambda x: x.info.inference.get("max_per_img"))):
+        if get(a) != get(b):
+            raise ConfigError(f"the two models have different {what} ({get(a)} vs {get(b)}); check compares two "
+                              "forms of one model")
     size = sizes.pop() if sizes else None
     return Segmenter(a, input_size=size), Segmenter(b, input_size=size)
 

@@ -7,7 +7,7 @@ import pytest
 
 from csrinfer.errors import ConfigError
 from csrinfer.runtime.backends.base import Backend
-from csrinfer.runtime.compare import mask_iou, match_instances, parity_segmenters
+from csrinfer.runtime.compare import ParityReport, mask_iou, match_instances, parity_segmenters
 from csrinfer.runtime.instances import Instances, masks_to_boxes
 from csrinfer.runtime.model_info import ModelInfo
 
@@ -40,8 +40,8 @@ def test_matching_is_one_to_one_by_class_and_iou():
 
 
 class StaticModel(Backend):
-    def __init__(self, size):
-        self.info = ModelInfo(("a",), input_size=size, batch=1)
+    def __init__(self, size, classes=("a",), max_per_img=100):
+        self.info = ModelInfo(classes, input_size=size, batch=1, inference={"max_per_img": max_per_img})
 
     def infer(self, feeds):
         raise AssertionError("not run")
@@ -52,3 +52,21 @@ def test_models_of_different_static_sizes_cannot_be_compared():
         parity_segmenters(StaticModel((64, 64)), StaticModel((32, 64)))
     a, b = parity_segmenters(StaticModel((64, 64)), StaticModel((64, 64)))
     assert a.input_size == b.input_size == (64, 64)
+
+
+@pytest.mark.parametrize("other,says", [
+    (StaticModel((64, 64), classes=("a", "b")), r"different classes \(\['a'\] vs \['a', 'b'\]\)"),
+    (StaticModel((64, 64), max_per_img=20), r"different output slots \(max_per_img\) \(100 vs 20\)"),
+])
+def test_two_different_models_are_refused_not_compared(other, says):
+    with pytest.raises(ConfigError, match=says):
+        parity_segmenters(StaticModel((64, 64)), other)
+
+
+def test_no_instance_in_either_model_is_inconclusive_not_a_pass():
+    nothing = ParityReport(images=3)
+    assert nothing.inconclusive and not nothing.passed()
+    assert "neither model found an instance" in nothing.lines()[-1]
+    found = ParityReport(images=3, instances_a=2, instances_b=2, matched=2, mask_iou_mean=1.0, mask_iou_min=1.0,
+                         score_diff_mean=0.0, score_diff_max=0.0)
+    assert not found.inconclusive and found.passed()
