@@ -106,7 +106,22 @@ def export_model(checkpoint, options: ExportOptions | None = None, cfg=None) -> 
         result.engine, note = build_engine_step(engine_graph, options)
         if note:
             result.notes.append(note)
+    stale = stale_products(out_dir, result)
+    if stale:
+        result.notes.append(f"left from an earlier export in {out_dir}, not rewritten now: {', '.join(stale)} "
+                            "(delete them, or export to another --out)")
     return result
+
+
+def stale_products(out_dir: Path, result: ExportResult) -> list[str]:
+    """Export files in ``out_dir`` this export did not write: a model.plan beside a new model.onnx
+    of another size would otherwise be taken for its engine."""
+    written = {result.onnx, *result.graphs}
+    if result.engine is not None:
+        written |= {result.engine, result.engine.with_name(result.engine.name + ".json")}
+    products = ("model.onnx", "model.fp16.onnx", "model.plugin.onnx", "model.fp16.plugin.onnx",
+                "model.plan", "model.plan.json")
+    return [name for name in products if (out_dir / name).exists() and name not in {p.name for p in written}]
 
 
 def fp16_onnx_step(model, path: Path, size, options: ExportOptions, info: ModelInfo) -> Path:

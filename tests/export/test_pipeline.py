@@ -67,6 +67,14 @@ def test_bad_options_are_one_sentence(small_ckpt, options, says):
         export_model(small_ckpt, options)
 
 
+def test_files_of_an_earlier_export_left_in_the_folder_are_named(tmp_path, small_ckpt):
+    (tmp_path / "model.plan").write_bytes(b"an engine of another size")
+    (tmp_path / "model.onnx").write_bytes(b"replaced")
+    result = export_model(small_ckpt, ExportOptions(out_dir=tmp_path, input_size=(64, 64), engine=False))
+    assert result.notes[-1].startswith(f"left from an earlier export in {tmp_path}, not rewritten now: model.plan (")
+    assert (tmp_path / "model.plan").read_bytes() == b"an engine of another size"  # the user's to delete
+
+
 def test_without_tensorrt_the_engine_step_says_why(tmp_path):
     if importlib.util.find_spec("tensorrt") is not None:
         pytest.skip("TensorRT is installed here")
