@@ -31,10 +31,14 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
-    from csrinfer.errors import ServerError
+    from csrinfer.errors import ConfigError, ServerError
     from csrinfer.serve.repository import write_serve_repo
     from csrinfer.serve.server import TritonServer
 
+    highest = 65535 - 2  # gRPC and metrics take PORT+1 and PORT+2
+    if not 0 <= args.port <= highest:
+        raise ConfigError(f"--port {args.port} is out of range: give 1 to {highest} (gRPC and metrics take the next "
+                          f"two ports) or 0 for any free ports")
     with tempfile.TemporaryDirectory(prefix="csrinfer-serve-") as tmp:
         repo = Path(args.repo) if args.repo else Path(tmp) / "repo"
         write_serve_repo(args.model, repo, name=args.name, instances=args.instances, max_batch=args.max_batch,

@@ -9,10 +9,12 @@ image, all in flight at once, so the server's dynamic batcher can join them.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import numpy as np
 
@@ -30,11 +32,23 @@ def parse_url(url: str, protocol_name: str | None) -> tuple[str, str]:
             raise ServerError(f"server URL {url} has scheme '{scheme}'; use http://HOST:PORT or grpc://HOST:PORT")
         if protocol_name not in (None, scheme):
             raise ServerError(f"server URL {url} says {scheme} but protocol='{protocol_name}' was asked for")
-        return rest.rstrip("/"), scheme
-    name = protocol_name or "http"
+        address, name = rest.rstrip("/"), scheme
+    else:
+        address, name = url.rstrip("/"), protocol_name or "http"
     if name not in ("http", "grpc"):
         raise ServerError(f"protocol '{name}' is not one of http, grpc")
-    return url.rstrip("/"), name
+    _check_port(url, address)
+    return address, name
+
+
+def _check_port(url: str, address: str) -> None:
+    """Refuse a port that is not 1..65535: gRPC would quietly take it modulo 65536 and call another port."""
+    try:
+        port = urlsplit(f"//{address}").port
+    except ValueError:
+        port = -1
+    if port is not None and not 0 < port <= 65535:
+        raise ServerError(f"server URL {url} has no valid port; use HOST:PORT with a port from 1 to 65535")
 
 
 class RemoteSegmenter:
@@ -81,10 +95,11 @@ class RemoteSegmenter:
         m = self._module
         try:
             if self.protocol == "http":
-                client = m.InferenceServerClient(self.address, concurrency=self.concurrency,
-                                                 connection_timeout=self.timeout, network_timeout=self.timeout)
+                client = _quiet_del(m.InferenceServerClient)(
+                    self.address, concurrency=self.concurrency, connection_timeout=self.timeout,
+                    network_timeout=self.timeout)
             else:
-                client = m.InferenceServerClient(self.address)
+                client = _quiet_del(m.InferenceServerClient)(self.address)
             ready = client.is_model_ready(self.model)
         except Exception as e:  # noqa: BLE001 - tritonclient raises socket, gevent and grpc errors
             raise ServerError(f"no Triton server answers at {self.protocol}://{self.address} ({_short(e)})") from None
@@ -187,7 +202,9 @@ class RemoteSegmenter:
         return ServerError(f"Triton at {self.protocol}://{self.address} failed the request{where}: {message}")
 
     def close(self) -> None:
-        self._client.close()
+        client = getattr(self, "_client", None)  # absent when __init__ raised before connecting
+        if client is not None:
+            client.close()
 
     def __enter__(self) -> "RemoteSegmenter":
         return self
@@ -208,6 +225,23 @@ def _client_module(name: str):
     except ImportError as e:
         raise BackendUnavailableError(f"RemoteSegmenter needs tritonclient ({e}); pip install 'csrinfer[serve]'") from None
     return module
+
+
+@functools.cache
+def _quiet_del(client_class: type) -> type:
+    """``client_class`` whose ``__del__`` stays quiet after its ``__init__`` raised.
+
+    tritonclient's ``__del__`` calls ``close``, which reads attributes ``__init__`` sets last: an
+    address it refuses would add "Exception ignored in ... __del__" after our one-line error.
+    """
+    class Client(client_class):
+        def __del__(self):
+            try:
+                super().__del__()
+            except AttributeError:
+                pass
+
+    return Client
 
 
 def _read_bytes(path: Path) -> bytes:

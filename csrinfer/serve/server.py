@@ -19,7 +19,8 @@ first start), placed before site-packages; torch, OpenCV, Pillow and pycocotools
 
 The process runs in its own process group (Ctrl-C in a terminal reaches us, not it); ``stop``
 sends SIGINT (Triton unloads the models and fails what is still queued), waits, then kills
-the whole group, Python stubs included. Its output goes to a log file.
+the whole group, Python stubs included. Its output is appended to a log file; a failure is
+explained from what this launch wrote there only, never from an earlier run's lines.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from __future__ import annotations
 import atexit
 import importlib.util
 import os
+import re
 import shutil
 import signal
 import socket
@@ -46,6 +48,11 @@ STUB_NUMPY = "numpy==1.26.4"  # the newest NumPy whose C structures the stub's p
 # (PR_SET_PDEATHSIG = 1 survives exec), so a killed test run leaves no server behind.
 _TRAMPOLINE = ("import ctypes, os, signal, sys; ctypes.CDLL(None).prctl(1, signal.SIGTERM); "
                "os.getppid() == int(sys.argv[1]) or sys.exit(1); os.execv(sys.argv[2], sys.argv[2:])")
+# Log lines that say why Triton stopped, most telling first (matched without regard to case).
+_CAUSES = ("failed to load '", "poll failed", "failed to start", "already in use", "unavailable", "error:")
+# Lines every start logs on a machine without a usable GPU: a cause only when nothing else is.
+_GPU_NOISE = ("cuda", "nvidia", "gpu", "pinned memory")
+_GLOG_PREFIX = re.compile(r"^[IWEF]\d{4} [\d:.]+\s+\d+ \S+\]\s*")
 
 
 def find_tritonserver() -> tuple[Path, Path]:
@@ -158,6 +165,8 @@ class TritonServer:
         self._workdir = Path(tempfile.mkdtemp(prefix="csrinfer-triton-"))
         self.log_file = Path(log_file) if log_file else self._workdir / "tritonserver.log"
         self.process: subprocess.Popen | None = None
+        self._log_start = 0  # where this launch's output begins in the log file
+        self._start_failed = False
 
     @property
     def urls(self) -> dict[str, str]:
@@ -174,7 +183,20 @@ class TritonServer:
                 f"--exit-timeout-secs={self.exit_timeout}", f"--log-verbose={self.log_verbose}"]
 
     def start(self, timeout: float = 180.0, attempts: int = 3) -> "TritonServer":
-        """Start and wait until every model is ready; raises :class:`ServerError` with the log's reason."""
+        """Start and wait until every model is ready; raises :class:`ServerError` with the log's reason.
+
+        A free port that another process takes before Triton binds it costs a new launch, up to
+        ``attempts`` launches. When start fails it stops the server (see :meth:`stop`).
+        """
+        self._start_failed = False
+        try:
+            return self._start(timeout, attempts)
+        except BaseException:
+            self._start_failed = True
+            self.stop()
+            raise
+
+    def _start(self, timeout: float, attempts: int) -> "TritonServer":
         if not self.repo_dir.is_dir():
             raise ServerError(f"model repository {self.repo_dir} does not exist")
         binary, root = find_tritonserver()
@@ -189,14 +211,20 @@ class TritonServer:
                 self._wait_ready(timeout)
                 return self
             except ServerError:
-                self.stop()
-                retry = not all(chosen.values()) and "Address already in use" in self.log_tail()
-                if attempt + 1 == attempts or not retry:
+                if attempt + 1 == attempts or not self._lost_a_free_port(chosen):
                     raise
+                self._end_process()
         return self
+
+    def _lost_a_free_port(self, chosen: dict[str, int]) -> bool:
+        """Whether Triton found a port busy that was picked free here (not one the caller asked for)."""
+        reason = self.failure_reason()
+        picked = [self.ports[k] for k, v in chosen.items() if not v]
+        return "already in use" in reason and any(f":{port}'" in reason for port in picked)
 
     def _launch(self, binary: Path, backends: Path) -> None:
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
+        self._log_start = self.log_file.stat().st_size if self.log_file.exists() else 0
         with open(self.log_file, "ab") as log:
             command = [sys.executable, "-c", _TRAMPOLINE, str(os.getpid()), *self.command(binary, backends)]
             self.process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log,
@@ -230,10 +258,17 @@ class TritonServer:
 
         Returns the exit code (None when it was never started). Requests still in flight get
         an error: Triton fails what it has not finished, and a killed server closes the sockets.
+
+        The temporary work folder goes too, except when it holds the log (no ``log_file`` was
+        given) and the start failed or the server exited non-zero: then the log stays for the
+        error message that names it, and only its backend links go.
         """
         atexit.unregister(self.stop)
-        if self.process is None:
-            return None
+        code = None if self.process is None else self._end_process(timeout)
+        self._remove_workdir()
+        return code
+
+    def _end_process(self, timeout: float | None = None) -> int:
         if self.process.poll() is None:
             try:
                 self.process.send_signal(signal.SIGINT)
@@ -244,27 +279,52 @@ class TritonServer:
             os.killpg(self.process.pid, signal.SIGKILL)  # stubs left behind, or a hung server
         except (ProcessLookupError, PermissionError):
             pass
-        code = self.process.wait()
-        shutil.rmtree(self._workdir / "backends", ignore_errors=True)
-        return code
+        return self.process.wait()
+
+    def _remove_workdir(self) -> None:
+        failed = self._start_failed or (self.process is not None and self.process.returncode != 0)
+        if failed and self.log_file.parent == self._workdir and self.log_file.exists():
+            shutil.rmtree(self._workdir / "backends", ignore_errors=True)
+        else:
+            shutil.rmtree(self._workdir, ignore_errors=True)
 
     def log_tail(self, lines: int = 40) -> str:
+        """The last ``lines`` lines of the log that the latest launch wrote."""
         try:
-            return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-lines:])
+            with open(self.log_file, "rb") as log:
+                log.seek(self._log_start)
+                text = log.read().decode(errors="replace")
         except OSError:
             return ""
+        return "\n".join(text.splitlines()[-lines:])
 
     def failure_reason(self) -> str:
-        """The most telling line of the log: a model that failed to load, else the last error."""
-        text = self.log_tail(200).splitlines()
-        for key in ("failed to load", "UNAVAILABLE", "error:", "Error", "E1", "E0"):
-            hits = [line for line in text if key in line]
-            if hits:
-                return hits[0].strip()[:500]
-        return text[-1].strip()[:500] if text else "no output"
+        """Why the latest launch failed, from its log: the first line naming a cause, else its first error."""
+        return explain_failure(self.log_tail(200))
 
     def __enter__(self) -> "TritonServer":
         return self.start() if self.process is None else self
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+def explain_failure(log: str) -> str:
+    """The line of a Triton log that says why it failed, without its glog prefix, quotes or traceback."""
+    lines = [line.strip() for line in log.splitlines() if line.strip()]
+    noise = [line for line in lines if any(word in line.lower() for word in _GPU_NOISE)]
+    telling = [line for line in lines if line not in noise] + noise
+    for key in _CAUSES:
+        hits = [line for line in telling if key in line.lower()]
+        if hits:
+            return _message(hits[0])
+    errors = [line for line in telling if line[0] in "EF" and _GLOG_PREFIX.match(line)]
+    return _message(errors[0] if errors else lines[-1]) if lines else "no output"
+
+
+def _message(line: str) -> str:
+    """A log line's message: glog's prefix, the quotes and anything after its first escaped newline gone."""
+    text = _GLOG_PREFIX.sub("", line).strip()
+    if text.startswith('"') and text.endswith('"'):
+        text = text[1:-1]
+    return text.split("\\n")[0].strip()[:500]

@@ -23,6 +23,15 @@ def test_a_missing_model_is_one_line_and_exit_2(tmp_path, capsys):
     assert err.count("\n") == 0 and "does not exist" in err
 
 
+@pytest.mark.parametrize("port", ["65534", "99999", "-1"])
+def test_a_port_without_room_for_grpc_and_metrics_is_refused_before_anything_else(tmp_path, capsys, port):
+    # the model is missing too: refusing the port first shows nothing else was looked at
+    assert main(["serve", "--model", str(tmp_path / "missing.pth"), "--port", port]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (f"csrinfer serve: error: --port {port} is out of range: give 1 to 65533 (gRPC and metrics take "
+                   f"the next two ports) or 0 for any free ports")
+
+
 def test_serve_prints_the_urls_and_stops_cleanly_on_ctrl_c(tmp_path, tiny_checkpoint):
     from csrinfer.serve.server import find_tritonserver
 
