@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import warnings
 
 COMMANDS = {
     "train": "csrinfer.cli.train",
@@ -45,6 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     from csrinfer.errors import CsrinferError, os_error_sentence
 
     args = build_parser().parse_args(argv)
+    shown, warnings.showwarning = warnings.showwarning, _warning_line(args.command)
     try:
         return int(args._run(args) or 0)
     except CsrinferError as e:
@@ -56,3 +58,13 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"csrinfer {args.command}: interrupted", file=sys.stderr)
         return 130
+    finally:
+        warnings.showwarning = shown
+
+
+def _warning_line(command: str):
+    """A warning as ``csrinfer COMMAND: warning: ...``, one line like the errors, without the
+    file name and source line Python adds for a developer."""
+    def show(message, category, filename, lineno, file=None, line=None):
+        print(f"csrinfer {command}: warning: {message}", file=file or sys.stderr)
+    return show

@@ -158,7 +158,7 @@ def _pil_to_bgr(image) -> np.ndarray:
 def _too_large(label: str, size, max_pixels: int) -> str:
     claim = f"{size[0]}x{size[1]} pixels" if isinstance(size, tuple) else f"{size} pixels" if size else "a huge size"
     return (f"{label} claims {claim}, over the limit of {max_pixels} pixels (a guard against "
-            f"decompression bombs); pass max_pixels= to read it anyway")
+            f"decompression bombs); Segmenter(..., max_pixels=N) reads it anyway")
 
 
 def _pixels_in(message: str) -> int | None:

@@ -1,5 +1,7 @@
 """The ``csrinfer`` front: a user's problem is one line on stderr and a non-zero exit, no traceback."""
 
+import warnings
+
 import pytest
 
 import csrinfer.cli.data
@@ -45,3 +47,15 @@ def test_an_output_file_is_checked_before_the_work(tmp_path, capsys):
             main(["eval", "--ckpt", str(ckpt), "--data", str(tmp_path), "--out", str(out)])
         assert capsys.readouterr().err.strip().endswith(says)
     assert ckpt.read_bytes() == b"weights"
+
+
+def test_a_warning_is_one_line_naming_the_command(monkeypatch, capsys):
+    def warns(args):
+        warnings.warn("GPU fast-path options fp16 do nothing on cpu", UserWarning)
+        return 0
+
+    monkeypatch.setattr(csrinfer.cli.data, "run", warns)
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        assert main(["data", "synth", "--out", "x"]) == 0
+    assert capsys.readouterr().err == "csrinfer data: warning: GPU fast-path options fp16 do nothing on cpu\n"
