@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -21,22 +23,21 @@ def count_flops(model: CSRD2SNet, height: int, width: int) -> dict[str, int]:
     """FLOPs (2 per multiply-add) of one image of H x W (padded to a multiple of 32).
 
     Returns ``network`` (backbone + neck + head, the figure papers quote as FLOPs) and
-    ``postprocess`` (the dynamic mask matmul and Matrix NMS inside the graph).
+    ``postprocess`` (the dynamic mask matmul and Matrix NMS inside the graph). Shapes only, as
+    :func:`count_bytes`: a copy runs on the "meta" device, so any size costs no memory.
     """
     h, w = (-(-height // 32) * 32), (-(-width // 32) * 32)
-    param = next(model.parameters())
-    images = torch.zeros(1, 3, h, w, device=param.device, dtype=param.dtype)
-    was_training = model.training
-    model.eval()
-    try:
-        with FlopCounterMode(display=False) as net_counter:
-            out = model(images)
-        with FlopCounterMode(display=False) as post_counter:
-            postprocess(out.cate_preds, out.kernel_preds, out.mask_feats, model.grid_strides, **model.inference)
-    finally:
-        model.train(was_training)
+    meta = _meta_copy(model)
+    with FlopCounterMode(display=False) as net_counter:
+        out = meta(torch.zeros(1, 3, h, w, device="meta"))
+    with FlopCounterMode(display=False) as post_counter:
+        postprocess(out.cate_preds, out.kernel_preds, out.mask_feats, meta.grid_strides, **meta.inference)
     return {"network": net_counter.get_total_flops(), "postprocess": post_counter.get_total_flops(),
             "height": h, "width": w}
+
+
+def _meta_copy(model: CSRD2SNet) -> CSRD2SNet:
+    return copy.deepcopy(model).to("meta").eval()
 
 
 # Ops whose outputs an inference engine must write to memory and read back (the layers);
@@ -61,8 +62,6 @@ def count_bytes(model: CSRD2SNet, height: int, width: int, batch: int = 1, bytes
     ``total`` is their sum. Shapes only: the model runs on PyTorch's "meta" device (a copy),
     so this takes a second even for the paper model at 1344x800.
     """
-    import copy
-
     from torch.utils._python_dispatch import TorchDispatchMode
 
     class Recorder(TorchDispatchMode):
@@ -78,7 +77,7 @@ def count_bytes(model: CSRD2SNet, height: int, width: int, batch: int = 1, bytes
             return out
 
     h, w = (-(-height // 32) * 32), (-(-width // 32) * 32)
-    meta = copy.deepcopy(model).to("meta").eval()
+    meta = _meta_copy(model)
     weights = sum(t.numel() for t in (*meta.parameters(), *meta.buffers()) if t.is_floating_point())
     recorder = Recorder()
     with recorder:

@@ -1,4 +1,4 @@
-"""``count_bytes``: the memory floor counted on the meta device, against forward hooks on a real run."""
+"""``count_flops`` and ``count_bytes``: counted on the meta device, against real runs."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from csrinfer.model.complexity import count_bytes
+from csrinfer.model.complexity import count_bytes, count_flops
 
 
 @pytest.fixture()
@@ -57,3 +57,14 @@ def test_sizes_are_padded_and_batch_scales_activations(model):
     one, two = count_bytes(model, 60, 90), count_bytes(model, 64, 96, batch=2)
     assert (one["height"], one["width"]) == (64, 96)
     assert two["activations"] == 2 * one["activations"] and two["weights"] == one["weights"]
+
+
+def test_flops_on_the_meta_device_equal_a_real_run_and_any_size_is_free(model):
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with torch.no_grad(), FlopCounterMode(display=False) as real:
+        model(torch.rand(1, 3, 96, 128))
+    assert count_flops(model, 96, 128)["network"] == real.get_total_flops()
+    huge = count_flops(model, 100_000, 100_000)  # 120 GB of input were it real
+    assert huge["network"] > 500 * real.get_total_flops()
+    assert next(model.parameters()).device.type == "cpu"  # the caller's model is not moved
