@@ -50,6 +50,17 @@ def output_file(*suffixes: str):
     return parse
 
 
+def next_free_folder(base: str | Path) -> Path:
+    """``base``, or ``base2``, ``base3``, ... when it already holds files: a default output
+    folder never takes over an earlier run's results (Ultralytics' runs/predict, predict2)."""
+    base = Path(base)
+    path, n = base, 1
+    while path.exists() and (not path.is_dir() or any(path.iterdir())):
+        n += 1
+        path = base.with_name(f"{base.name}{n}")
+    return path
+
+
 def setup_logging() -> None:
     """Show csrinfer's progress messages (INFO) and warnings on stderr, one plain line each."""
     import logging

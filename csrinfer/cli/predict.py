@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 
-from csrinfer.cli.common import positive_int
+from csrinfer.cli.common import next_free_folder, positive_int
 
 HELP = "run a model on images, folders, video files or a camera; write overlays and COCO results"
 
@@ -21,7 +21,8 @@ def add_arguments(p) -> None:
     source.add_argument("--model", help="model file: .pth/.pt, .onnx, .plan/.engine")
     source.add_argument("--server", metavar="URL",
                         help="a Triton server running a csrinfer model instead (HOST:PORT, http:// or grpc://)")
-    p.add_argument("--out", default="runs/predict", metavar="DIR", help="output folder (default runs/predict)")
+    p.add_argument("--out", default=None, metavar="DIR",
+                   help="output folder (default runs/predict, or runs/predict2, ... when that holds results)")
     p.add_argument("--score-thr", type=float, default=None, metavar="T",
                    help="keep instances scoring above T (default: the model's, 0.1)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: the best available)")
@@ -50,13 +51,14 @@ def run(args) -> int:
 
             options = fast_path_kwargs(args.model)
         segmenter = Segmenter(args.model, device=args.device, score_thr=args.score_thr, **options)
-    report = predict_sources(segmenter, sources, args.out, draw=not args.no_draw,
+    out = args.out or next_free_folder("runs/predict")
+    report = predict_sources(segmenter, sources, out, draw=not args.no_draw,
                              progress=not args.quiet, max_frames=args.max_frames)
     failures = problems + report.failures
     rate = report.images / report.seconds if report.seconds else 0.0
     where = f"Triton at {args.server}" if args.server else f"{segmenter.backend.name} on {segmenter.device}"
     print(f"{report.images} images/frames, {report.instances} instances, {rate:.2f} per second "
-          f"({where}); results in {args.out}")
+          f"({where}); results in {out}")
     if report.results_json is not None:
         print(f"COCO results: {report.results_json}")
     if failures:

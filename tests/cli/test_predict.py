@@ -122,3 +122,14 @@ def test_the_real_command_prints_no_traceback(tmp_path, inputs, small_onnx):
                            "--out", str(tmp_path / "out")], capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 1 and "Traceback" not in proc.stderr + proc.stdout
     assert (tmp_path / "out" / "a_street.png").is_file() and (tmp_path / "out" / "b_gray.png").is_file()
+
+
+def test_without_out_a_second_run_gets_its_own_folder(tmp_path, small_onnx, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    cv2.imwrite("street.jpg", photo_like(4, 64, 80))
+    for _ in range(2):
+        assert main(["predict", "street.jpg", "--model", str(small_onnx), "--quiet"]) == 0
+    runs = sorted(p.name for p in (tmp_path / "runs").iterdir())
+    assert runs == ["predict", "predict2"]
+    assert all((tmp_path / "runs" / name / "predictions.json").exists() for name in runs)
+    assert "results in runs/predict2" in capsys.readouterr().out
