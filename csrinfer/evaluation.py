@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from csrinfer.checkpoint import atomic_write
-from csrinfer.errors import DatasetError
+from csrinfer.errors import DatasetError, first_line
 
 log = logging.getLogger(__name__)
 
@@ -32,13 +32,16 @@ def coco_metrics(coco_gt, results: Sequence[dict], image_ids: Sequence[int] | No
                  iou_type: str = "segm") -> dict[str, float | None]:
     """COCOeval of ``results`` (COCO results entries) against ``coco_gt`` (a pycocotools COCO or
     the path of an instances JSON). Values are fractions in [0, 1]; None where the ground truth
-    has no object of that size. ``image_ids``: evaluate these images only (default: all)."""
+    has no object of that size. ``image_ids``: evaluate these images only (default: all).
+    Ground-truth annotations pycocotools cannot rasterize are left out, with a warning
+    (:func:`csrinfer.data.coco.scorable_ground_truth`)."""
     from pycocotools.cocoeval import COCOeval
 
-    from csrinfer.data.coco import load_coco
+    from csrinfer.data.coco import load_coco, scorable_ground_truth
 
     if isinstance(coco_gt, (str, os.PathLike)):
         coco_gt = load_coco(coco_gt)
+    coco_gt = scorable_ground_truth(coco_gt)
     ids = sorted(coco_gt.getImgIds()) if image_ids is None else sorted(int(i) for i in image_ids)
     has_objects = any(not a.get("iscrowd", 0) for a in coco_gt.loadAnns(coco_gt.getAnnIds(imgIds=ids)))
     if not results:
@@ -101,6 +104,8 @@ def evaluate_checkpoint(model: str | os.PathLike, data_dir: str | os.PathLike, s
     ``results`` is the path of the COCO results JSON (RLE masks) written to ``out`` (default:
     ``results_<split>.json`` beside the model). ``fps`` counts pre-processing, network,
     in-graph and mask post-processing at batch 1, not the decoding of the image files.
+    The results are written before they are scored: if scoring fails, the DatasetError says
+    where they are.
     """
     from csrinfer.data.coco import categories, find_split, load_coco
     from csrinfer.runtime.segmenter import Segmenter
@@ -115,8 +120,16 @@ def evaluate_checkpoint(model: str | os.PathLike, data_dir: str | os.PathLike, s
     if list(names) != list(segmenter.class_names):
         log.warning("the dataset's category names differ from the model's; labels are matched by position")
     results, done, seconds = predict_split(segmenter.predict, coco_gt, image_dir, category_ids, progress, max_images)
-    metrics = coco_metrics(coco_gt, results, done)
     out = Path(out) if out is not None else Path(model).with_name(f"results_{split}.json")
     atomic_write(out, lambda tmp: Path(tmp).write_text(json.dumps(results)))
+    metrics = _score(coco_gt, results, done, ann_file, out)
     return dict(metrics, fps=len(done) / seconds if seconds else None, images=len(done), seconds=seconds,
                 device=segmenter.device, results=str(out))
+
+
+def _score(coco_gt, results, image_ids, ann_file, out) -> dict:
+    try:
+        return coco_metrics(coco_gt, results, image_ids)
+    except Exception as e:  # pycocotools raises assorted types; the user needs where the predictions are
+        raise DatasetError(f"scoring the {len(results)} predictions against {ann_file} failed "
+                           f"({type(e).__name__}: {first_line(e)}); they are kept in {out}") from e

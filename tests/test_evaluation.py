@@ -80,3 +80,55 @@ def test_evaluating_leaves_the_results_as_they_were(tmp_path):
     before = json.dumps(rows)
     assert coco_metrics(gt_file, rows)["AP"] == pytest.approx(1.0)
     assert json.dumps(rows) == before and coco_metrics(gt_file, rows)["AP"] == pytest.approx(1.0)
+
+
+def test_ground_truth_without_area_or_iscrowd_scores_as_with_them(tmp_path):
+    """COCOeval sorts objects by area into APs/APm/APl: a missing one is computed, not a KeyError."""
+    data = write_synthetic(tmp_path / "shapes", n_train=1, n_val=3, seed=1)
+    gt_file = data / "annotations" / "instances_val.json"
+    gt = json.loads(gt_file.read_text())
+    rows = [{"image_id": a["image_id"], "category_id": a["category_id"], "segmentation": a["segmentation"],
+             "score": 1.0} for a in gt["annotations"]]
+    with_area = coco_metrics(gt_file, rows)
+    for a in gt["annotations"]:
+        del a["area"], a["iscrowd"]
+    bare = tmp_path / "bare.json"
+    bare.write_text(json.dumps(gt))
+    assert coco_metrics(bare, rows) == with_area and with_area["AP"] == pytest.approx(1.0)
+
+
+def test_a_scoring_failure_keeps_the_predictions_and_says_where(shapes, tmp_path, small_model, small_cfg, monkeypatch):
+    import pycocotools.cocoeval
+
+    from csrinfer.checkpoint import save_checkpoint
+    from csrinfer.errors import DatasetError
+
+    class Broken:
+        def __init__(self, *args, **kwargs):
+            raise RuntimeError("no scoring today\nsecond line")
+
+    ckpt = save_checkpoint(tmp_path / "model.pth", small_model, small_cfg)
+    monkeypatch.setattr(pycocotools.cocoeval, "COCOeval", Broken)
+    out = tmp_path / "res.json"
+    with pytest.raises(DatasetError, match=r"failed \(RuntimeError: no scoring today\); they are kept in ") as info:
+        evaluate_checkpoint(ckpt, shapes, out=out, device="cpu", progress=False)
+    assert str(out) in str(info.value) and "\n" not in str(info.value)
+    results = json.loads(out.read_text())
+    assert results and f"scoring the {len(results)} predictions" in str(info.value)
+
+
+def test_eval_on_a_file_of_the_wrong_structure_is_one_line_and_exit_2(tmp_path, small_model, small_cfg, capsys):
+    from csrinfer.checkpoint import save_checkpoint
+    from csrinfer.cli import main
+
+    data = write_synthetic(tmp_path / "shapes", n_train=1, n_val=2, seed=0)
+    gt_file = data / "annotations" / "instances_val.json"
+    gt = json.loads(gt_file.read_text())
+    gt["annotations"][1]["segmentation"] = "abc"
+    gt_file.write_text(json.dumps(gt))
+    ckpt = save_checkpoint(tmp_path / "model.pth", small_model, small_cfg)
+    assert main(["eval", "--ckpt", str(ckpt), "--data", str(data), "--device", "cpu"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"csrinfer eval: error: annotation file {gt_file} is not valid COCO JSON: annotation "
+                          f"{gt['annotations'][1]['id']} has segmentation \"abc\"") and "\n" not in err
+    assert not (tmp_path / "results_val.json").exists()

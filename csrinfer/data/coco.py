@@ -3,10 +3,13 @@
 Reads any COCO-format instance file: polygon and RLE (compressed or not) masks; ``iscrowd``
 regions become an ignore map that the losses leave out; images without annotations are kept
 (they teach the network what background looks like). Class labels are 0..C-1 in category-id
-order. Broken data never stops an epoch:
+order. A file without COCO's structure (a missing key, a value of the wrong type) is refused
+when it is read, with one sentence naming the entry (:mod:`csrinfer.data.coco_schema`); data
+that is well-formed but broken never stops an epoch:
 
 - degenerate annotations (polygons of fewer than 3 points, zero area, boxes entirely outside
-  the image, unknown categories, malformed segmentations) are skipped and counted in ``stats``;
+  the image, unknown categories, RLEs that do not fit their image, coordinates that are not
+  finite) are skipped and counted in ``stats``;
 - an image file that is missing is reported once, with its path, when the dataset is opened,
   and left out; one that cannot be decoded is reported, with its path, when it is read, and
   the next readable image takes its place (as mmdetection does), so every batch stays full
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import logging
 import os
 from collections import Counter
@@ -26,13 +30,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from csrinfer.errors import DatasetError, ImageError
+from csrinfer.data.coco_schema import check_structure
+from csrinfer.errors import DatasetError, ImageError, os_error_sentence
 from csrinfer.runtime.image_io import read_image
 from csrinfer.runtime.preprocess import Letterbox, stack_batch
 
 log = logging.getLogger(__name__)
 
 SKIP_REASONS = ("few_points", "zero_area", "outside_image", "unknown_category", "bad_segmentation")
+# A polygon coordinate beyond this many image sizes is garbage, and pycocotools' rasterizer walks
+# every pixel of an edge (a segfault near 1e8): such a part is dropped, not rasterized.
+FAR_OUTSIDE = 8
 
 
 @dataclass
@@ -94,23 +102,40 @@ def find_split(data_dir: str | os.PathLike, split: str) -> tuple[Path, Path]:
 
 
 def load_coco(ann_file: str | os.PathLike):
-    """pycocotools ``COCO`` index of a file; an unreadable file is one DatasetError sentence."""
+    """pycocotools ``COCO`` index of a file whose structure has been checked
+    (:func:`csrinfer.data.coco_schema.check_structure`): a file that cannot be read, is not JSON
+    or lacks what COCO requires is one DatasetError sentence naming the file and the entry.
+
+    An annotation without ``area`` gets the area of its geometry, as detectron2 computes it when
+    it writes COCO JSON (polygons: their surface; RLE: its pixel count), since COCOeval sorts
+    objects into small/medium/large by it; one without ``iscrowd`` is not a crowd.
+    """
     from pycocotools.coco import COCO
 
     ann_file = Path(ann_file)
     if not ann_file.is_file():
         raise DatasetError(f"annotation file {ann_file} does not exist")
-    try:
-        with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress
-            coco = COCO(str(ann_file))
-    except Exception as e:  # JSON errors, missing keys, wrong types
-        raise DatasetError(f"annotation file {ann_file} is not valid COCO JSON ({type(e).__name__}: {e})") from None
-    for key in ("images", "annotations", "categories"):
-        if key not in coco.dataset:
-            raise DatasetError(f"annotation file {ann_file} has no '{key}' list")
-    if not coco.dataset["categories"]:
-        raise DatasetError(f"annotation file {ann_file} has no categories")
+    data = _read_json(ann_file)
+    check_structure(data, ann_file)
+    for ann in data["annotations"]:
+        ann.setdefault("iscrowd", 0)
+        if "area" not in ann:
+            ann["area"] = segmentation_area(ann["segmentation"])
+    coco = COCO()
+    coco.dataset = data
+    with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress
+        coco.createIndex()
     return coco
+
+
+def _read_json(ann_file: Path):
+    try:
+        with open(ann_file, "rb") as f:
+            return json.load(f)
+    except OSError as e:
+        raise DatasetError(f"annotation file {ann_file} cannot be read ({os_error_sentence(e)})") from None
+    except ValueError as e:  # JSONDecodeError, and UnicodeDecodeError for bytes that are not text
+        raise DatasetError(f"annotation file {ann_file} is not valid COCO JSON ({type(e).__name__}: {e})") from None
 
 
 def categories(coco) -> tuple[list[int], list[str]]:
@@ -119,40 +144,59 @@ def categories(coco) -> tuple[list[int], list[str]]:
     return [int(c["id"]) for c in cats], [str(c["name"]) for c in cats]
 
 
-def clean_segmentation(seg, height: int, width: int):
-    """Validate one annotation's segmentation. Returns (segmentation, None) or (None, reason).
+def usable_segmentation(seg, height: int, width: int):
+    """A segmentation pycocotools can rasterize at (height, width): (segmentation, None), or
+    (None, "few_points" | "bad_segmentation").
 
-    Polygons lose their parts of fewer than 3 points; the box is taken from the geometry itself
-    (not the annotation's ``bbox``, which may be missing or stale).
+    Polygons lose their parts of fewer than 3 points and those with coordinates that are not
+    finite or lie far outside the image (pycocotools' rasterizer crashes the process on those);
+    an RLE must be of the image's size and its runs must cover the image exactly (pycocotools
+    decodes others into memory it does not own). RLEs come back compressed.
+    """
+    if isinstance(seg, list):
+        return _usable_polygons(seg, height, width)
+    if isinstance(seg, dict) and "counts" in seg and "size" in seg:
+        runs = _rle_runs(seg["counts"])
+        if (list(seg["size"]) != [height, width] or runs is None or min(runs, default=0) < 0
+                or sum(runs) != height * width):
+            return None, "bad_segmentation"
+        return _as_rle(seg, height, width), None
+    return None, "bad_segmentation"
+
+
+def _usable_polygons(seg: list, height: int, width: int):
+    try:
+        parts = [np.asarray(p, np.float64) for p in seg]
+    except (TypeError, ValueError):
+        return None, "bad_segmentation"
+    shaped = [p for p in parts if p.ndim == 1 and p.size >= 6 and p.size % 2 == 0]
+    limit = FAR_OUTSIDE * max(height, width)
+    good = [p for p in shaped if (np.abs(p) <= limit).all()]  # NaN compares False: dropped too
+    if good:
+        return [p.tolist() for p in good], None
+    return None, ("bad_segmentation" if shaped else "few_points")
+
+
+def clean_segmentation(seg, height: int, width: int):
+    """Validate one annotation's segmentation for training. Returns (segmentation, None) or
+    (None, reason), a reason of ``SKIP_REASONS``.
+
+    Besides :func:`usable_segmentation`, an instance must cover some of the image: the box is
+    taken from the geometry itself (not the annotation's ``bbox``, which may be missing or stale).
     """
     from pycocotools import mask as mask_utils
 
-    if isinstance(seg, list):
-        try:
-            parts = [np.asarray(p, np.float64) for p in seg]
-        except (TypeError, ValueError):
-            return None, "bad_segmentation"
-        parts = [p for p in parts if p.ndim == 1 and p.size >= 6 and p.size % 2 == 0 and np.isfinite(p).all()]
-        if not parts:
-            return None, "few_points"
-        xy = np.concatenate([p.reshape(-1, 2) for p in parts])
-        area = sum(abs(_shoelace(p.reshape(-1, 2))) for p in parts)
-        x1, y1 = xy.min(axis=0)
-        x2, y2 = xy.max(axis=0)
-        cleaned = [p.tolist() for p in parts]
-    elif isinstance(seg, dict) and "counts" in seg and "size" in seg:
-        if [int(v) for v in seg["size"]] != [height, width]:
-            return None, "bad_segmentation"
-        try:
-            rle = _as_rle(seg, height, width)
-            area = float(mask_utils.area(rle))
-            x1, y1, w, h = mask_utils.toBbox(rle).tolist()
-        except Exception:  # pycocotools raises assorted types on malformed counts
-            return None, "bad_segmentation"
-        x2, y2 = x1 + w, y1 + h
-        cleaned = rle
+    cleaned, reason = usable_segmentation(seg, height, width)
+    if reason is not None:
+        return None, reason
+    if isinstance(cleaned, list):
+        xy = np.concatenate([np.reshape(p, (-1, 2)) for p in cleaned])
+        area = segmentation_area(cleaned)
+        (x1, y1), (x2, y2) = xy.min(axis=0), xy.max(axis=0)
     else:
-        return None, "bad_segmentation"
+        area = float(mask_utils.area(cleaned))
+        x1, y1, w, h = mask_utils.toBbox(cleaned).tolist()
+        x2, y2 = x1 + w, y1 + h
     if area <= 0 or x2 <= x1 or y2 <= y1:
         return None, "zero_area"
     if x2 <= 0 or y2 <= 0 or x1 >= width or y1 >= height:
@@ -160,9 +204,44 @@ def clean_segmentation(seg, height: int, width: int):
     return cleaned, None
 
 
+def segmentation_area(seg) -> float:
+    """Area of a well-formed segmentation: the surface of its polygons of at least 3 finite
+    points, or the pixel count of an RLE (0 when its counts cannot be decoded)."""
+    if isinstance(seg, list):
+        parts = [np.asarray(p, np.float64) for p in seg if len(p) >= 6 and len(p) % 2 == 0]
+        return float(sum(abs(_shoelace(p.reshape(-1, 2))) for p in parts if np.isfinite(p).all()))
+    runs = _rle_runs(seg["counts"])
+    return float(sum(runs[1::2])) if runs else 0.0
+
+
 def _shoelace(xy: np.ndarray) -> float:
     x, y = xy[:, 0], xy[:, 1]
     return 0.5 * float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1)))
+
+
+def _rle_runs(counts) -> list[int] | None:
+    """Run lengths of an RLE: its list, or its compressed string decoded as pycocotools'
+    ``rleFrString`` does (5 bits a character, each run after the second relative to the run two
+    before); None when the string is not ASCII or ends inside a number."""
+    if isinstance(counts, list):
+        return counts
+    if isinstance(counts, str) and not counts.isascii():
+        return None
+    data = counts.encode("ascii") if isinstance(counts, str) else bytes(counts)
+    runs, p = [], 0
+    while p < len(data):
+        x, k, more = 0, 0, True
+        while more:
+            if p == len(data):
+                return None
+            c = data[p] - 48
+            x |= (c & 0x1F) << 5 * k
+            more = c & 0x20
+            p, k = p + 1, k + 1
+            if not more and c & 0x10:
+                x |= -1 << 5 * k
+        runs.append(x + runs[-2] if len(runs) > 2 else x)
+    return runs
 
 
 def _as_rle(seg: dict, height: int, width: int) -> dict:
@@ -172,6 +251,37 @@ def _as_rle(seg: dict, height: int, width: int) -> dict:
         return mask_utils.frPyObjects(seg, height, width)
     counts = seg["counts"].encode("ascii") if isinstance(seg["counts"], str) else seg["counts"]
     return {"size": [height, width], "counts": counts}
+
+
+def scorable_ground_truth(coco):
+    """A copy of ``coco`` that COCOeval scores without crashing and as written: each annotation
+    of a listed image and category gets its :func:`usable_segmentation`, and those without one
+    are left out with one warning (the evaluation counts the rest as COCO does, degenerate or
+    not). Annotations are renumbered 1..N: COCOeval looks them up by id, so a repeated id would
+    score one annotation twice and the other never, and it takes id 0 for "unmatched"."""
+    from pycocotools.coco import COCO
+
+    kept, dropped, reasons = [], [], Counter()
+    for ann in coco.dataset["annotations"]:
+        info = coco.imgs.get(ann["image_id"])
+        if info is None or ann["category_id"] not in coco.cats:  # COCOeval never reads these
+            kept.append(ann)
+            continue
+        seg, reason = usable_segmentation(ann["segmentation"], info["height"], info["width"])
+        if reason is None:
+            kept.append({**ann, "segmentation": seg})
+        else:
+            dropped.append(ann["id"])
+            reasons[reason] += 1
+    if dropped:
+        log.warning("%d annotation(s) of the ground truth cannot be rasterized and are left out of the "
+                    "evaluation (%s), e.g. annotation ids %s", len(dropped), dict(reasons),
+                    ", ".join(map(str, dropped[:3])))
+    scorable = COCO()
+    scorable.dataset = {**coco.dataset, "annotations": [{**ann, "id": i} for i, ann in enumerate(kept, 1)]}
+    with contextlib.redirect_stdout(io.StringIO()):
+        scorable.createIndex()
+    return scorable
 
 
 def rasterize(seg, height: int, width: int) -> np.ndarray:
@@ -199,8 +309,8 @@ class CocoInstanceDataset(torch.utils.data.Dataset):
     Attributes:
         class_names, category_ids: label i is category ``category_ids[i]`` named ``class_names[i]``.
         stats: what was read and what was skipped: ``images`` (kept), ``images_missing``,
-            ``images_without_size`` (no height/width in the JSON), ``instances``, ``crowd`` and
-            ``skipped`` (annotations, counted per reason of ``SKIP_REASONS``).
+            ``instances``, ``crowd`` and ``skipped`` (annotations, counted per reason of
+            ``SKIP_REASONS``).
     """
 
     def __init__(self, ann_file: str | os.PathLike, image_dir: str | os.PathLike, transform=None, seed: int = 0):
@@ -211,17 +321,14 @@ class CocoInstanceDataset(torch.utils.data.Dataset):
         self.seed, self.epoch = seed, 0
         label_of = {cid: i for i, cid in enumerate(self.category_ids)}
         skipped = Counter({r: 0 for r in SKIP_REASONS})
-        self.records, missing, unsized, crowd = [], [], [], 0
+        self.records, missing, crowd = [], [], 0
         for image_id in sorted(self.coco.imgs):
             info = self.coco.imgs[image_id]
-            path = self.image_dir / str(info.get("file_name", ""))
-            if not info.get("file_name") or not path.is_file():
+            path = self.image_dir / info["file_name"]
+            if not path.is_file():
                 missing.append(path)
                 continue
-            h, w = int(info.get("height") or 0), int(info.get("width") or 0)
-            if h <= 0 or w <= 0:
-                unsized.append(path)
-                continue
+            h, w = info["height"], info["width"]
             instances, crowds = [], []
             for ann in self.coco.imgToAnns.get(image_id, []):
                 if ann.get("category_id") not in label_of:
@@ -237,15 +344,12 @@ class CocoInstanceDataset(torch.utils.data.Dataset):
             crowd += len(crowds)
             self.records.append(dict(id=int(image_id), path=path, height=h, width=w,
                                      instances=instances, crowds=crowds))
-        self.stats = dict(images=len(self.records), images_missing=len(missing), images_without_size=len(unsized),
+        self.stats = dict(images=len(self.records), images_missing=len(missing),
                           instances=sum(len(r["instances"]) for r in self.records),
                           crowd=crowd, skipped=dict(skipped))
         if missing:
             log.warning("%d image(s) listed in %s are missing and are skipped, e.g. %s",
                         len(missing), self.ann_file, ", ".join(str(p) for p in missing[:3]))
-        if unsized:
-            log.warning("%d image(s) in %s have no height/width and are skipped, e.g. %s",
-                        len(unsized), self.ann_file, ", ".join(str(p) for p in unsized[:3]))
 
     def __len__(self) -> int:
         return len(self.records)
