@@ -45,25 +45,30 @@ def run(args) -> int:
     if args.fit_schedule and args.max_minutes is None:
         raise ConfigError("--fit-schedule needs --max-minutes, the time to fit the schedule to")
     out = Path(args.out or Path("runs") / cfg.name)
+    val = None if args.no_eval else _val_split(args.data)  # a broken val file found now, not after training
     final = train(cfg, args.data, out, max_minutes=args.max_minutes, max_iters=args.max_iters,
                   resume=args.resume, device=args.device, fit_to_time=args.fit_schedule)
     if int(os.environ.get("RANK", "0")) != 0:
         return 0
     print(f"weights: {final}")
-    if not args.no_eval:
-        _evaluate(final, args.data, args.device)
+    if val is not None:
+        from csrinfer.cli.eval import print_report
+        from csrinfer.evaluation import evaluate_checkpoint
+
+        print_report(evaluate_checkpoint(final, args.data, "val", device=args.device))
+    elif not args.no_eval:
+        print("no val split: skipping evaluation")
     return 0
 
 
-def _evaluate(ckpt, data, device) -> None:
-    from csrinfer.cli.eval import print_report
-    from csrinfer.data.coco import find_split
+def _val_split(data):
+    """The val annotation file, its structure checked; None when the dataset has no val split."""
+    from csrinfer.data.coco import find_split, load_coco
     from csrinfer.errors import DatasetError
-    from csrinfer.evaluation import evaluate_checkpoint
 
     try:
-        find_split(data, "val")
+        ann_file, _ = find_split(data, "val")
     except DatasetError:
-        print("no val split: skipping evaluation")
-        return
-    print_report(evaluate_checkpoint(ckpt, data, "val", device=device))
+        return None
+    load_coco(ann_file)
+    return ann_file

@@ -35,6 +35,24 @@ def test_train_then_eval(shapes, tmp_path, capsys):
     assert report["images"] == 2 and "AP75" in report and (out / "results_val.json").is_file()
 
 
+def test_a_broken_val_file_is_refused_before_training(shapes, tmp_path, capsys):
+    import shutil
+
+    data = tmp_path / "shapes"
+    shutil.copytree(shapes, data)
+    val = data / "annotations" / "instances_val.json"
+    broken = json.loads(val.read_text())
+    broken["annotations"][0]["segmentation"] = 5
+    val.write_text(json.dumps(broken))
+    config = tmp_path / "tiny.yaml"
+    config.write_text(yaml.safe_dump(tiny_config().to_dict()))
+    argv = ["train", "--config", str(config), "--data", str(data), "--out", str(tmp_path / "run"), "--max-iters", "2"]
+    assert main(argv) == 2
+    assert f"annotation {broken['annotations'][0]['id']} has segmentation 5" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()  # nothing trained, nothing to lose
+    assert main(argv + ["--no-eval"]) == 0
+
+
 @pytest.mark.parametrize("argv,message", [
     (["data", "synth", "--out", "{shapes}"], "not empty"),
     (["train", "--config", "{models}/csr_d2s_r18_small.yaml", "--data", "{tmp}/nowhere"], "does not exist"),
