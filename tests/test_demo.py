@@ -70,3 +70,10 @@ def test_prepare_folder_clears_only_demo_files(tmp_path):
     prepare_folder(out)
     assert not (out / "train").exists() and not (out / "report.md").exists()
     assert (out / "notes.txt").read_text() == "the user's" and (out / MARKER).exists()
+
+
+def test_quick_refuses_sizes_it_would_ignore(tmp_path, capsys):
+    assert main(["demo", "--quick", "--out", str(tmp_path / "d"), "--minutes", "3", "--n-val", "50"]) == 2
+    assert capsys.readouterr().err.strip() == ("csrinfer demo: error: --quick sets its own sizes; "
+                                               "leave out --minutes, --n-val or --quick")
+    assert not (tmp_path / "d").exists()

@@ -12,10 +12,10 @@ HELP = "the whole pipeline on a fresh CPU machine in ~10 minutes: data, training
 
 def add_arguments(p) -> None:
     p.add_argument("--out", default="runs/demo", metavar="DIR", help="output folder (default runs/demo)")
-    p.add_argument("--minutes", type=positive_float, default=7.0, metavar="M",
+    p.add_argument("--minutes", type=positive_float, default=None, metavar="M",
                    help="training time (default 7; the other stages take 1-2 minutes on 2 CPU cores)")
-    p.add_argument("--n-train", type=positive_int, default=1000, help="synthetic training images (default 1000)")
-    p.add_argument("--n-val", type=positive_int, default=100, help="synthetic val images (default 100)")
+    p.add_argument("--n-train", type=positive_int, default=None, help="synthetic training images (default 1000)")
+    p.add_argument("--n-val", type=positive_int, default=None, help="synthetic val images (default 100)")
     p.add_argument("--seed", type=non_negative_int, default=0, help="dataset seed (default 0)")
     p.add_argument("--quick", action="store_true",
                    help="CI size: 12 tiny training images, 3 iterations, 4 val images (about 15 s)")
@@ -27,7 +27,15 @@ def run(args) -> int:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     from csrinfer.cli.common import setup_logging
     from csrinfer.demo import DemoOptions, run_demo, summary_lines
+    from csrinfer.errors import ConfigError
 
+    sizes = {"minutes": 7.0, "n_train": 1000, "n_val": 100}
+    given = [f"--{k.replace('_', '-')}" for k in sizes if getattr(args, k) is not None]
+    if args.quick and given:
+        raise ConfigError(f"--quick sets its own sizes; leave out {', '.join(given)} or --quick")
+    for key, default in sizes.items():
+        if getattr(args, key) is None:
+            setattr(args, key, default)
     setup_logging()
     command = (f"csrinfer demo --out {args.out} --minutes {args.minutes:g} --n-train {args.n_train} "
                f"--n-val {args.n_val} --seed {args.seed}" + (" --quick" if args.quick else ""))
