@@ -46,7 +46,8 @@ def main(argv: list[str] | None = None) -> int:
     from csrinfer.errors import CsrinferError, os_error_sentence
 
     args = build_parser().parse_args(argv)
-    shown, warnings.showwarning = warnings.showwarning, _warning_line(args.command)
+    # formatwarning, not showwarning: recording warnings (pytest.warns, catch_warnings) still works
+    formatted, warnings.formatwarning = warnings.formatwarning, _warning_line(args.command)
     try:
         return int(args._run(args) or 0)
     except CsrinferError as e:
@@ -59,12 +60,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"csrinfer {args.command}: interrupted", file=sys.stderr)
         return 130
     finally:
-        warnings.showwarning = shown
+        warnings.formatwarning = formatted
 
 
 def _warning_line(command: str):
     """A warning as ``csrinfer COMMAND: warning: ...``, one line like the errors, without the
     file name and source line Python adds for a developer."""
-    def show(message, category, filename, lineno, file=None, line=None):
-        print(f"csrinfer {command}: warning: {message}", file=file or sys.stderr)
-    return show
+    def format_line(message, category, filename, lineno, line=None):
+        return f"csrinfer {command}: warning: {message}\n"
+    return format_line
