@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections import Counter
 from pathlib import Path
 
 from csrinfer.errors import DatasetError
@@ -24,6 +25,7 @@ def check_structure(data, ann_file: Path) -> None:
 
     - images: ``id`` int, ``file_name`` non-empty string, ``height`` and ``width`` positive ints;
     - categories (at least one): ``id`` int, ``name`` string;
+    - no two images, and no two categories, of one id;
     - annotations: ``id``, ``image_id``, ``category_id`` ints; ``segmentation`` polygons (a list
       of lists of numbers) or RLE (``size`` [height, width], ``counts`` a string or a list of
       non-negative ints); ``area`` a non-negative number and ``iscrowd`` 0 or 1 when present.
@@ -41,6 +43,7 @@ def check_structure(data, ann_file: Path) -> None:
     if not data["categories"]:
         raise DatasetError(f"annotation file {ann_file} has no categories")
     problems = [p for key, kind, check in _CHECKS for p in _entry_problems(data[key], key, kind, check)]
+    problems += _repeated_ids(data["images"], "image") + _repeated_ids(data["categories"], "category")
     if problems:
         more = f" ({len(problems) - 1} more entries have a problem too)" if len(problems) > 1 else ""
         raise DatasetError(f"annotation file {ann_file} is not valid COCO JSON: {problems[0]}{more}")
@@ -53,6 +56,13 @@ def _entry_problems(entries: list, key: str, kind: str, check) -> list[str]:
         if problem:
             problems.append(f"{_name(key, kind, index, entry)} {problem}")
     return problems
+
+
+def _repeated_ids(entries: list, kind: str) -> list[str]:
+    """Two images (or categories) of one id would pool their annotations; annotation ids may
+    repeat (nothing refers to them; the evaluation renumbers them)."""
+    ids = Counter(e["id"] for e in entries if isinstance(e, dict) and _is_int(e.get("id")))
+    return [f"{kind} id {i} is used by {n} {kind} entries" for i, n in ids.items() if n > 1]
 
 
 def _name(key: str, kind: str, index: int, entry) -> str:

@@ -228,6 +228,10 @@ REFUSED = {
     "category a list": (lambda d: d["categories"].append([6, "six"]),
                         "the category at index 1 of 'categories' is a list, not an object"),
     "images an object": (lambda d: d.update(images={}), "has 'images' as an object, not a list"),
+    "two images of one id": (lambda d: d["images"].append(dict(d["images"][0], file_name="b.png")),
+                             "image id 3 is used by 2 image entries"),
+    "two categories of one id": (lambda d: d["categories"].append(dict(id=5, name="also five")),
+                                 "category id 5 is used by 2 category entries"),
 }
 
 
