@@ -137,6 +137,9 @@ def _to_uint8(array: np.ndarray, name: str) -> np.ndarray:
         if low < 0 or high > 255:
             raise ImageError(f"{name} is {array.dtype} with values from {low:g} to {high:g}; "
                              f"float images must hold 0-255 values")
+        if high <= 1 and array.size > 1:  # 0-1 floats would round to a black image, detecting nothing
+            raise ImageError(f"{name} is {array.dtype} with values from {low:g} to {high:g}, which looks "
+                             f"like a 0-1 image; pass image * 255 (float images hold 0-255 values)")
         return np.rint(array).astype(np.uint8)
     raise ImageError(f"{name} has dtype {array.dtype}; pass uint8 (0-255), uint16 or float 0-255 values")
 

@@ -90,6 +90,7 @@ def test_the_pixel_limit_is_adjustable(tmp_path):
     (np.zeros((40, 60, 3), np.complex64), "dtype complex64"),
     (np.full((40, 60, 3), np.nan, np.float32), "NaN"),
     (np.full((40, 60, 3), 300.0), "values from 300 to 300"),
+    (np.linspace(0, 1, 40 * 60 * 3).reshape(40, 60, 3), "looks like a 0-1 image; pass image * 255"),
 ])
 def test_an_unusable_array_is_one_sentence(array, says):
     with pytest.raises(ImageError, match=None) as info:
