@@ -9,12 +9,13 @@ steps: ``preprocess`` (load, letterbox, pad; csrinfer/runtime/preprocess.py), th
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections import defaultdict
 from collections.abc import Sequence
 
 import numpy as np
 
-from csrinfer.errors import ConfigError
+from csrinfer.errors import ConfigError, ImageError
 from csrinfer.runtime.backends import Backend, load_backend
 from csrinfer.runtime.image_io import MAX_PIXELS, load_image
 from csrinfer.runtime.instances import Instances
@@ -61,7 +62,7 @@ class Segmenter:
         self.score_thr = info.score_thr if score_thr is None else float(score_thr)
         self.mask_thr = info.mask_thr if mask_thr is None else float(mask_thr)
         if input_size is not None:
-            input_size = tuple(int(v) for v in input_size)
+            input_size = _size_pair(input_size)
             if info.input_size is not None and input_size != tuple(info.input_size):
                 raise ConfigError(f"this model has a static input of {info.input_size[0]}x{info.input_size[1]}; "
                                   f"input_size={input_size[0]}x{input_size[1]} cannot change it (export it again)")
@@ -97,6 +98,11 @@ class Segmenter:
         model always uses its own). Raises :class:`csrinfer.errors.ImageError` for the first
         unusable image.
         """
+        if isinstance(images, (str, os.PathLike)):
+            raise ImageError(f"predict_batch takes a list of images, got the path {images}; use predict for one")
+        if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
+            raise ConfigError(f"batch_size must be a whole number of at least 1, got {batch_size!r}")
+        images = list(images)  # any iterable, a generator included
         loaded = [load_image(im, self.max_pixels, name=f"image array {i}" if len(images) > 1 else None)
                   for i, im in enumerate(images)]
         step = self.info.batch or batch_size or DYNAMIC_BATCH
@@ -151,3 +157,14 @@ class Segmenter:
 
     def __repr__(self) -> str:
         return f"Segmenter({self.backend!r}, score_thr={self.score_thr}, mask_thr={self.mask_thr})"
+
+
+def _size_pair(size) -> tuple[int, int]:
+    """(H, W) of positive whole numbers, or one ConfigError sentence."""
+    try:
+        h, w = size
+        if int(h) == h and int(w) == w and h > 0 and w > 0:
+            return int(h), int(w)
+    except (TypeError, ValueError):
+        pass
+    raise ConfigError(f"input_size must be (height, width) in pixels, positive whole numbers, got {size!r}")

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from csrinfer import Segmenter
-from csrinfer.errors import ConfigError, ModelFileError
+from csrinfer.errors import ConfigError, ImageError, ModelFileError
 from csrinfer.runtime.compare import compare, match_instances, parity_segmenters
 from csrinfer.runtime.instances import Instances, masks_to_boxes
 from tests.conftest import EXPORT_SIZE, delicate_instances, photo_like
@@ -150,3 +150,44 @@ def test_an_onnx_file_without_csrinfer_metadata_is_refused(tmp_path):
     (tmp_path / "garbage.onnx").write_bytes(b"not a protobuf")
     with pytest.raises(ModelFileError, match="cannot load"):
         Segmenter(tmp_path / "garbage.onnx")
+
+
+# -- what a caller can get wrong: one sentence each, before any work ------------------------------
+
+def test_predict_batch_takes_any_iterable_but_not_a_path(small_ckpt):
+    seg = Segmenter(small_ckpt)
+    images = [photo_like(i, 60, 80) for i in range(2)]
+    assert len(seg.predict_batch(im for im in images)) == 2
+    with pytest.raises(ImageError, match="predict_batch takes a list of images, got the path a.jpg; use predict"):
+        seg.predict_batch("a.jpg")
+    with pytest.raises(ConfigError, match="batch_size must be a whole number of at least 1, got -1"):
+        seg.predict_batch(images, batch_size=-1)
+
+
+@pytest.mark.parametrize("size", [256, "256x256", (256, 256, 3), (0, 64), (-32, -32), (64.5, 64)])
+def test_an_input_size_that_is_not_two_positive_integers_is_refused(small_ckpt, size):
+    with pytest.raises(ConfigError, match="input_size must be \\(height, width\\) in pixels"):
+        Segmenter(small_ckpt, input_size=size)
+
+
+def test_what_is_not_a_model_is_refused(small_cfg):
+    import torch
+
+    from csrinfer.model import build_model
+
+    for thing, says in ((None, "model must be a model file path"), (123, "model must be a model file path"),
+                        (torch.nn.Linear(2, 2), "must be a CSRD2SNet .*not a Linear")):
+        with pytest.raises(ModelFileError, match=says):
+            Segmenter(thing)
+    net = build_model(small_cfg)
+    with pytest.raises(ConfigError, match="cfg must be a csrinfer Config"):
+        Segmenter(net, cfg={"classes": ["a"]})
+    with pytest.raises(ConfigError, match="class_names must be a list of names, not the string 'abcd'"):
+        Segmenter(net, class_names="abcd")
+    with pytest.raises(ConfigError, match="this model has 4 classes but class_names names 1"):
+        Segmenter(net, class_names=["a"])
+
+
+def test_an_option_of_another_backend_is_one_sentence(small_onnx):
+    with pytest.raises(ConfigError, match="option\\(s\\) fp16 do not apply to ONNX Runtime models; they take spin, threads"):
+        Segmenter(small_onnx, fp16=True)

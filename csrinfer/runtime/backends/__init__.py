@@ -8,9 +8,10 @@ so ``import csrinfer`` never needs onnxruntime or TensorRT.
 from __future__ import annotations
 
 import importlib
+import os
 from pathlib import Path
 
-from csrinfer.errors import BackendUnavailableError, ModelFileError
+from csrinfer.errors import BackendUnavailableError, ConfigError, ModelFileError
 from csrinfer.runtime.backends.base import INPUT_NAME, OUTPUT_NAMES, Backend
 
 __all__ = ["Backend", "BACKENDS", "INPUT_NAME", "OUTPUT_NAMES", "backend_for", "load_backend"]
@@ -48,14 +49,31 @@ def load_backend(path_or_model, device: str | None = None, **options) -> Backend
     """
     if isinstance(path_or_model, Backend):
         return path_or_model
-    if not isinstance(path_or_model, (str, Path)):
+    if not isinstance(path_or_model, (str, os.PathLike)):
+        import torch
+
+        if not isinstance(path_or_model, torch.nn.Module):
+            raise ModelFileError(f"model must be a model file path (.pth, .onnx, .plan) or a CSRD2SNet, "
+                                 f"not {path_or_model!r:.60}")
         from csrinfer.runtime.backends.torch import TorchBackend
 
-        return TorchBackend(path_or_model, device=device, **options)
+        return TorchBackend(path_or_model, device=device, **_known_options(TorchBackend, options))
     path = Path(path_or_model)
     cls = backend_for(path)  # the suffix first: a wrong kind of file says so even if missing
     if not path.exists():
         raise ModelFileError(f"model file {path} does not exist")
     if path.is_dir():
         raise ModelFileError(f"model file {path} is a directory, not a file")
-    return cls(path, device=device, **options)
+    return cls(path, device=device, **_known_options(cls, options))
+
+
+def _known_options(cls: type, options: dict) -> dict:
+    """``options`` when ``cls`` takes them all; else one sentence instead of a TypeError."""
+    import inspect
+
+    takes = set(inspect.signature(cls.__init__).parameters) - {"self", "path", "model", "device"}
+    unknown = sorted(set(options) - takes)
+    if unknown:
+        raise ConfigError(f"option(s) {', '.join(unknown)} do not apply to {cls.name} models; "
+                          f"they take {', '.join(sorted(takes)) or 'none'}")
+    return options

@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import torch
 
-from csrinfer.errors import BackendUnavailableError, ConfigError
+from csrinfer.errors import BackendUnavailableError, ConfigError, ModelFileError
 from csrinfer.runtime.backends.base import OUTPUT_NAMES, Backend
 from csrinfer.runtime.fastpath import FastPathOptions, build_fast_net
 from csrinfer.runtime.model_info import ModelInfo, default_class_names
@@ -89,6 +89,21 @@ class TorchBackend(Backend):
 
 
 def _info_of_module(model: torch.nn.Module, cfg, class_names: Sequence[str] | None) -> ModelInfo:
+    from csrinfer.config import Config
+    from csrinfer.model import CSRD2SNet
+
+    if not isinstance(model, CSRD2SNet):
+        raise ModelFileError(f"an in-memory model must be a CSRD2SNet (csrinfer.model.build_model), "
+                             f"not a {type(model).__name__}")
+    if cfg is not None and not isinstance(cfg, Config):
+        raise ConfigError(f"cfg must be a csrinfer Config (csrinfer.config.load_config), not a {type(cfg).__name__}")
+    classes = model.head.num_classes
+    names = class_names if class_names is not None else cfg.classes if cfg is not None else None
+    if isinstance(names, str):
+        raise ConfigError(f"class_names must be a list of names, not the string {names!r}")
+    if names is not None and len(names) != classes:
+        raise ConfigError(f"this model has {classes} classes but {'cfg' if class_names is None else 'class_names'} "
+                          f"names {len(names)}; give one name per class")
     if cfg is not None:
         info = ModelInfo.from_config(cfg)
     else:
