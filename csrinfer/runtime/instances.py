@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from csrinfer.errors import ConfigError
+
 
 @dataclass
 class Instances:
@@ -56,6 +58,10 @@ class Instances:
         """
         from pycocotools import mask as mask_utils
 
+        # Checked even without instances: an image with a high label would fail only sometimes.
+        if category_ids is not None and len(category_ids) < len(self.class_names):
+            raise ConfigError(f"category_ids has {len(category_ids)} ids for {len(self.class_names)} classes; "
+                              "give one dataset category id per class")
         if len(self) == 0:
             return []
         rles = mask_utils.encode(np.asfortranarray(self.masks.transpose(1, 2, 0).astype(np.uint8)))

@@ -57,6 +57,17 @@ def test_to_coco_round_trips_through_pycocotools():
         np.testing.assert_array_equal(mask_utils.decode(rle).astype(bool), m)
 
 
+def test_to_coco_refuses_fewer_category_ids_than_classes_even_without_instances():
+    import pytest
+
+    from csrinfer.errors import ConfigError
+
+    empty = Instances(np.zeros((0, 4, 4), bool), np.zeros(0, np.int64), np.zeros(0, np.float32),
+                      np.zeros((0, 4)), ("a", "b", "c"))
+    with pytest.raises(ConfigError, match="category_ids has 2 ids for 3 classes"):
+        empty.to_coco(image_id=1, category_ids=[10, 20])
+
+
 def test_pasting_equals_two_bilinear_resizes_and_a_crop():
     """The per-axis matrices reproduce mmdetection's upsample -> crop -> resize -> threshold."""
     import torch
