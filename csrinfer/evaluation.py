@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from csrinfer.checkpoint import atomic_write
-from csrinfer.errors import DatasetError, first_line
+from csrinfer.errors import ConfigError, DatasetError, first_line
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +110,11 @@ def evaluate_checkpoint(model: str | os.PathLike, data_dir: str | os.PathLike, s
     from csrinfer.data.coco import categories, find_split, load_coco
     from csrinfer.runtime.segmenter import Segmenter
 
+    if isinstance(model, Segmenter) and out is None:
+        raise ConfigError("evaluating a Segmenter needs out=, the path of the results JSON to write")
+    out = Path(out) if out is not None else Path(model).with_name(f"results_{split}.json")
+    if out.is_dir():  # found now, not after every image has been predicted
+        raise ConfigError(f"out={out} is a folder; give the path of a .json file")
     segmenter = model if isinstance(model, Segmenter) else Segmenter(model, device)
     ann_file, image_dir = find_split(data_dir, split)
     coco_gt = load_coco(ann_file)
@@ -120,7 +125,6 @@ def evaluate_checkpoint(model: str | os.PathLike, data_dir: str | os.PathLike, s
     if list(names) != list(segmenter.class_names):
         log.warning("the dataset's category names differ from the model's; labels are matched by position")
     results, done, seconds = predict_split(segmenter.predict, coco_gt, image_dir, category_ids, progress, max_images)
-    out = Path(out) if out is not None else Path(model).with_name(f"results_{split}.json")
     atomic_write(out, lambda tmp: Path(tmp).write_text(json.dumps(results)))
     metrics = _score(coco_gt, results, done, ann_file, out)
     return dict(metrics, fps=len(done) / seconds if seconds else None, images=len(done), seconds=seconds,

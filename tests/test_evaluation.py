@@ -132,3 +132,14 @@ def test_eval_on_a_file_of_the_wrong_structure_is_one_line_and_exit_2(tmp_path, 
     assert err.startswith(f"csrinfer eval: error: annotation file {gt_file} is not valid COCO JSON: annotation "
                           f"{gt['annotations'][1]['id']} has segmentation \"abc\"") and "\n" not in err
     assert not (tmp_path / "results_val.json").exists()
+
+
+def test_a_segmenter_needs_out_and_out_may_not_be_a_folder(shapes, tmp_path, small_model, small_cfg):
+    from csrinfer import Segmenter
+    from csrinfer.errors import ConfigError
+
+    seg = Segmenter(small_model, cfg=small_cfg)
+    with pytest.raises(ConfigError, match="evaluating a Segmenter needs out="):
+        evaluate_checkpoint(seg, shapes, progress=False)
+    with pytest.raises(ConfigError, match=f"out={tmp_path} is a folder; give the path of a .json file"):
+        evaluate_checkpoint(seg, shapes, out=tmp_path, progress=False)

@@ -74,6 +74,11 @@ def train(cfg: Config, data_dir: str | os.PathLike, out_dir: str | os.PathLike, 
         >>> from csrinfer.train import train
         >>> ckpt = train(load_config("models/csr_d2s_r18_small.yaml"), "data/shapes", "runs/shapes", max_minutes=20)
     """
+    if not isinstance(cfg, Config):
+        raise ConfigError(f"cfg must be a csrinfer Config (csrinfer.config.load_config), not a {type(cfg).__name__}")
+    for name, limit in (("max_iters", max_iters), ("max_minutes", max_minutes)):
+        if limit is not None and not limit > 0:  # 0 would write an untrained final.pth as if it had trained
+            raise ConfigError(f"{name} must be above 0, got {limit!r}")
     if not resume:
         refuse_a_used_folder(Path(out_dir))
     dev = training_device(device)

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from csrinfer.checkpoint import load_checkpoint, read_checkpoint
-from csrinfer.errors import TrainingError
+from csrinfer.errors import ConfigError, TrainingError
 from csrinfer.train import loop
 from csrinfer.train.loop import train
 from tests.train.conftest import tiny_config
@@ -53,6 +53,18 @@ def test_a_new_run_into_a_folder_with_a_run_is_refused_and_leaves_it_alone(tmp_p
         train(tiny_config(), tmp_path / "no data needed", tmp_path, max_iters=1, progress=False)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pth"]
     assert (tmp_path / "last.pth").read_bytes() == b"iteration 1200"
+
+
+@pytest.mark.parametrize("cfg,limits,says", [
+    (None, {}, "cfg must be a csrinfer Config .*not a NoneType"),
+    ("models/small.yaml", {}, "cfg must be a csrinfer Config .*not a str"),
+    (tiny_config(), {"max_iters": 0}, "max_iters must be above 0, got 0"),
+    (tiny_config(), {"max_minutes": -1}, "max_minutes must be above 0, got -1"),
+])
+def test_arguments_that_would_train_nothing_are_refused(tmp_path, cfg, limits, says):
+    with pytest.raises(ConfigError, match=says):
+        train(cfg, tmp_path / "data", tmp_path / "run", progress=False, **limits)
+    assert not (tmp_path / "run").exists()
 
 
 def test_a_nan_loss_stops_and_leaves_the_last_good_checkpoint(tiny_data, tmp_path, monkeypatch):
