@@ -41,6 +41,7 @@ DEFAULT_NAME = "csrinfer"
 PLATFORMS = {".onnx": ("onnxruntime_onnx", "model.onnx"), ".plan": ("tensorrt_plan", "model.plan"),
              ".engine": ("tensorrt_plan", "model.plan")}
 SERVE_SUFFIXES = (".pth", ".pt", ".onnx", ".plan", ".engine")
+KINDS = ("KIND_GPU", "KIND_CPU", "KIND_AUTO", "KIND_MODEL")
 
 MODEL_PY = '''"""Triton Python-backend model written by csrinfer: {role}.
 
@@ -96,7 +97,7 @@ def write_serve_repo(model_file: str | os.PathLike, repo_dir: str | os.PathLike,
     """
     model_file = _existing(model_file, SERVE_SUFFIXES)
     info = read_model_info(model_file)
-    _check_counts(instances, max_batch)
+    _check_arguments(instances, max_batch, python_paths=python_paths)
     model_dir = Path(repo_dir) / name
     version = _fresh_version_dir(model_dir)
     _link_or_copy(model_file, version / model_file.name)
@@ -129,7 +130,7 @@ def write_triton_repo(model_file: str | os.PathLike, repo_dir: str | os.PathLike
     """
     model_file = _existing(model_file, tuple(PLATFORMS))
     info = read_model_info(model_file)
-    _check_counts(instances, max_batch)
+    _check_arguments(instances, max_batch, kind, python_paths)
     platform, filename = PLATFORMS[model_file.suffix.lower()]
     engine_in, engine_out, batch = engine_io(model_file, info)
     if batch not in (None, 1):
@@ -266,11 +267,17 @@ def _existing(path, suffixes: Sequence[str]) -> Path:
     return path.resolve()
 
 
-def _check_counts(instances: int, max_batch: int) -> None:
-    if instances < 1:
-        raise ConfigError(f"the number of model instances must be at least 1, got {instances}")
-    if max_batch < 1:
-        raise ConfigError(f"the largest batch must be at least 1, got {max_batch}")
+def _check_arguments(instances, max_batch, kind: str = "KIND_GPU", python_paths=None) -> None:
+    """Before anything is written: a repository is rewritten in place, so a late failure would
+    leave it half old, half new."""
+    for what, value in (("the number of model instances", instances), ("the largest batch", max_batch)):
+        if not isinstance(value, int) or value < 1:
+            raise ConfigError(f"{what} must be a whole number of at least 1, got {value!r}")
+    if kind not in KINDS:
+        raise ConfigError(f"kind must be one of {', '.join(KINDS)} (Triton's instance kinds), got {kind!r}")
+    if python_paths is not None and not isinstance(python_paths, Mapping):
+        raise ConfigError("python_paths must map a role to a list of folders, e.g. local_python_paths(), "
+                          f"not a {type(python_paths).__name__}")
 
 
 def _fresh_version_dir(model_dir: Path) -> Path:

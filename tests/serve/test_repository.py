@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from csrinfer.errors import ExportError, ModelFileError
+from csrinfer.errors import ConfigError, ExportError, ModelFileError
 from csrinfer.serve import protocol
 from csrinfer.serve.repository import write_serve_repo, write_triton_repo
 
@@ -153,3 +153,17 @@ def test_model_file_mistakes_are_one_sentence(tmp_path):
     (tmp_path / "lonely.plan").write_bytes(b"x")
     with pytest.raises(ModelFileError, match="sidecar"):
         write_triton_repo(tmp_path / "lonely.plan", tmp_path / "repo")
+
+
+@pytest.mark.parametrize("options,says", [
+    ({"kind": "gpu"}, "kind must be one of KIND_GPU, KIND_CPU"),
+    ({"python_paths": ["/x"]}, "python_paths must map a role to a list of folders"),
+    ({"max_batch": "8"}, "the largest batch must be a whole number of at least 1, got '8'"),
+])
+def test_bad_arguments_leave_an_existing_repository_as_it_was(tmp_path, options, says):
+    path, _ = fake_export(tmp_path / "model.onnx", 1, (64, 96))
+    repo = write_triton_repo(path, tmp_path / "repo")
+    before = sorted(str(p.relative_to(repo)) for p in repo.rglob("*"))
+    with pytest.raises(ConfigError, match=says):
+        write_triton_repo(path, repo, **options)
+    assert sorted(str(p.relative_to(repo)) for p in repo.rglob("*")) == before
