@@ -171,6 +171,9 @@ def _check_type(value, hint, where: str):
 
 
 def config_from_dict(data: dict, where: str = "config") -> Config:
+    if data is not None and not isinstance(data, dict):
+        raise ConfigError(f"{where} must be a mapping of sections (model:, input:, train:, ...), "
+                          f"not a {type(data).__name__}")
     data = dict(data or {})
     classes = data.get("classes")
     if classes is None or classes == "coco":

@@ -41,6 +41,7 @@ def test_small_config_is_small_and_consistent():
     ("model:\n  num_classes: 3\n", "lists 80 class names but model.num_classes is 3"),
     ("train:\n  lr: fast\n", "train.lr must be a number"),
     ("model: [1, 2]\n", "must be a mapping"),
+    ("- model\n- input\n", "must be a mapping of sections (model:, input:, train:, ...), not a list"),
     ("model: {csr: true\n", "is not valid YAML"),
     # values: refused when read, not as a shape error mid-run
     ("model:\n  num_grids: [40, 36, 24, 16]\n", "need one entry per grid, got 4, 5 and 5"),
