@@ -78,7 +78,8 @@ def export_model(checkpoint, options: ExportOptions | None = None, cfg=None) -> 
     """
     options = options or ExportOptions()
     model, cfg, out_dir = _load(checkpoint, cfg, options.out_dir)
-    size = tuple(options.input_size or cfg.input.export_size)
+    size = options.input_size or cfg.input.export_size
+    size = tuple(size) if isinstance(size, (tuple, list)) else (size,)
     _check(options, size, cfg.input.size_divisor)
     info = ModelInfo.from_config(cfg, input_size=None if options.dynamic else size,
                                  batch=None if options.dynamic else options.batch,
@@ -191,14 +192,21 @@ def _load(checkpoint, cfg, out_dir):
     if isinstance(checkpoint, torch.nn.Module):
         if cfg is None:
             raise ExportError("exporting an in-memory model needs its config (cfg=) for the class names and sizes")
+        if len(cfg.classes) != checkpoint.head.num_classes:
+            raise ExportError(f"cfg {cfg.name} has {len(cfg.classes)} classes but the model has "
+                              f"{checkpoint.head.num_classes}; give the model's own config")
         return checkpoint.eval(), cfg, Path(out_dir or ".")
+    if cfg is not None:
+        raise ExportError("cfg= is for an in-memory model; a checkpoint carries its own config")
     from csrinfer.checkpoint import load_checkpoint
 
     model, cfg, _ = load_checkpoint(checkpoint)
     return model, cfg, Path(out_dir) if out_dir is not None else Path(checkpoint).parent
 
 
-def _check(options: ExportOptions, size: tuple[int, int], divisor: int) -> None:
+def _check(options: ExportOptions, size: tuple[int, ...], divisor: int) -> None:
+    if len(size) != 2 or not all(isinstance(v, int) for v in size):
+        raise ExportError(f"input size must be (height, width) in whole pixels, got {size}")
     h, w = size
     if h <= 0 or w <= 0 or h % divisor or w % divisor:
         raise ExportError(f"input size {h}x{w} must be positive multiples of {divisor} (e.g. 640x640)")

@@ -61,6 +61,8 @@ def test_simplification_folds_the_graph_and_keeps_its_results(tmp_path, small_ck
     (ExportOptions(batch=0), "batch must be at least 1"),
     (ExportOptions(opset=12), "opset 12 is too old"),
     (ExportOptions(opset=999), "opset 999 is newer than this onnx package knows"),
+    (ExportOptions(input_size=(64,)), r"input size must be \(height, width\) in whole pixels, got \(64,\)"),
+    (ExportOptions(input_size=64), r"input size must be \(height, width\) in whole pixels, got \(64,\)"),
 ])
 def test_bad_options_are_one_sentence(small_ckpt, options, says):
     with pytest.raises(ExportError, match=says):
@@ -113,3 +115,12 @@ def test_a_tensorrt_without_a_gpu_is_a_note_not_a_failure(tmp_path, monkeypatch)
     fake_module(monkeypatch, "csrinfer.export.tensorrt", build_engine=build_engine)
     assert build_engine_step(tmp_path / "model.onnx", ExportOptions()) == (
         None, "TensorRT engine not built: no CUDA GPU is visible")
+
+
+def test_a_cfg_must_belong_to_the_model(small_ckpt, small_cfg, paper_cfg):
+    from csrinfer.model import build_model
+
+    with pytest.raises(ExportError, match="cfg= is for an in-memory model; a checkpoint carries its own config"):
+        export_model(small_ckpt, ExportOptions(engine=False), cfg=small_cfg)
+    with pytest.raises(ExportError, match="has 80 classes but the model has 4"):
+        export_model(build_model(small_cfg), ExportOptions(engine=False), cfg=paper_cfg)
