@@ -110,6 +110,8 @@ def evaluate_checkpoint(model: str | os.PathLike, data_dir: str | os.PathLike, s
     from csrinfer.data.coco import categories, find_split, load_coco
     from csrinfer.runtime.segmenter import Segmenter
 
+    if max_images is not None and (not isinstance(max_images, int) or max_images < 1):
+        raise ConfigError(f"max_images must be a whole number of at least 1, got {max_images!r}")
     if isinstance(model, Segmenter) and out is None:
         raise ConfigError("evaluating a Segmenter needs out=, the path of the results JSON to write")
     out = Path(out) if out is not None else Path(model).with_name(f"results_{split}.json")

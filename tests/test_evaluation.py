@@ -134,7 +134,7 @@ def test_eval_on_a_file_of_the_wrong_structure_is_one_line_and_exit_2(tmp_path, 
     assert not (tmp_path / "results_val.json").exists()
 
 
-def test_a_segmenter_needs_out_and_out_may_not_be_a_folder(shapes, tmp_path, small_model, small_cfg):
+def test_a_segmenter_needs_out_and_out_and_max_images_are_checked(shapes, tmp_path, small_model, small_cfg):
     from csrinfer import Segmenter
     from csrinfer.errors import ConfigError
 
@@ -143,3 +143,6 @@ def test_a_segmenter_needs_out_and_out_may_not_be_a_folder(shapes, tmp_path, sma
         evaluate_checkpoint(seg, shapes, progress=False)
     with pytest.raises(ConfigError, match=f"out={tmp_path} is a folder; give the path of a .json file"):
         evaluate_checkpoint(seg, shapes, out=tmp_path, progress=False)
+    for bad in (0, -1):  # -1 would drop the last image, 0 would report AP 0 on nothing
+        with pytest.raises(ConfigError, match=f"max_images must be a whole number of at least 1, got {bad}"):
+            evaluate_checkpoint(seg, shapes, out=tmp_path / "r.json", max_images=bad, progress=False)
