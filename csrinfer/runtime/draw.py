@@ -33,10 +33,12 @@ def draw_instances(image, instances: Instances, alpha: float = 0.45, show_boxes:
     Returns uint8 BGR [H, W, 3]. Lower-scored instances are drawn first, so the best ones stay
     on top.
     """
+    from csrinfer.errors import ConfigError, ImageError
+
+    if not 0 <= alpha <= 1:
+        raise ConfigError(f"alpha is the masks' opacity in [0, 1], got {alpha}")
     out = load_image(image).copy()
     if len(instances) and out.shape[:2] != instances.image_size:
-        from csrinfer.errors import ImageError
-
         raise ImageError(f"image is {out.shape[0]}x{out.shape[1]} but the instances belong to a "
                          f"{instances.image_size[0]}x{instances.image_size[1]} image")
     h, w = out.shape[:2]

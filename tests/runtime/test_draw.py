@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from csrinfer.errors import ImageError
+from csrinfer.errors import ConfigError, ImageError
 from csrinfer.runtime.draw import class_color, draw_instances
 from csrinfer.runtime.instances import Instances, masks_to_boxes
 
@@ -42,6 +42,12 @@ def test_no_instances_gives_an_unchanged_copy():
 def test_an_image_of_another_size_is_refused():
     with pytest.raises(ImageError, match="belong to a 120x160 image"):
         draw_instances(np.zeros((100, 100, 3), np.uint8), one_square())
+
+
+@pytest.mark.parametrize("alpha", [2, -0.1])
+def test_an_opacity_outside_0_1_is_refused(alpha):
+    with pytest.raises(ConfigError, match=f"alpha is the masks' opacity in \\[0, 1\\], got {alpha}"):
+        draw_instances(np.zeros((120, 160, 3), np.uint8), one_square(), alpha=alpha)
 
 
 def test_classes_get_distinct_colours():
