@@ -234,6 +234,14 @@ def check_values(cfg: Config, where: str = "config") -> None:
             raise ConfigError(f"{where}: {message}")
 
 
+def require_config(cfg) -> Config:
+    """``cfg`` when it is a :class:`Config`; a dict or a YAML path is one sentence pointing to
+    :func:`load_config`."""
+    if not isinstance(cfg, Config):
+        raise ConfigError(f"cfg must be a csrinfer Config (csrinfer.config.load_config), not a {type(cfg).__name__}")
+    return cfg
+
+
 def load_config(path: str | os.PathLike) -> Config:
     """Read a YAML model config; every problem is one :class:`ConfigError` sentence."""
     import yaml

@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 
 from csrinfer.checkpoint import load_weights, read_checkpoint, save_checkpoint
-from csrinfer.config import Config
+from csrinfer.config import Config, require_config
 from csrinfer.data.coco import CocoInstanceDataset, find_split
 from csrinfer.data.transforms import TrainTransform
 from csrinfer.errors import ConfigError, DatasetError, TrainingError
@@ -74,8 +74,7 @@ def train(cfg: Config, data_dir: str | os.PathLike, out_dir: str | os.PathLike, 
         >>> from csrinfer.train import train
         >>> ckpt = train(load_config("models/csr_d2s_r18_small.yaml"), "data/shapes", "runs/shapes", max_minutes=20)
     """
-    if not isinstance(cfg, Config):
-        raise ConfigError(f"cfg must be a csrinfer Config (csrinfer.config.load_config), not a {type(cfg).__name__}")
+    require_config(cfg)
     for name, limit in (("max_iters", max_iters), ("max_minutes", max_minutes)):
         if limit is not None and not limit > 0:  # 0 would write an untrained final.pth as if it had trained
             raise ConfigError(f"{name} must be above 0, got {limit!r}")

@@ -89,14 +89,14 @@ class TorchBackend(Backend):
 
 
 def _info_of_module(model: torch.nn.Module, cfg, class_names: Sequence[str] | None) -> ModelInfo:
-    from csrinfer.config import Config
+    from csrinfer.config import require_config
     from csrinfer.model import CSRD2SNet
 
     if not isinstance(model, CSRD2SNet):
         raise ModelFileError(f"an in-memory model must be a CSRD2SNet (csrinfer.model.build_model), "
                              f"not a {type(model).__name__}")
-    if cfg is not None and not isinstance(cfg, Config):
-        raise ConfigError(f"cfg must be a csrinfer Config (csrinfer.config.load_config), not a {type(cfg).__name__}")
+    if cfg is not None:
+        require_config(cfg)
     classes = model.head.num_classes
     names = class_names if class_names is not None else cfg.classes if cfg is not None else None
     if isinstance(names, str):
