@@ -34,6 +34,7 @@ import importlib.util
 import os
 import platform
 import shlex
+import shutil
 import sys
 import tempfile
 import time
@@ -354,9 +355,16 @@ def evaluate(segmenter, data, split: str = "val", max_images: int | None = None,
     percent like the paper's tables, None where the split has no object of that size."""
     from csrinfer.evaluation import METRICS, evaluate_checkpoint
 
-    with tempfile.TemporaryDirectory(prefix="csrinfer-bench-") as tmp:
-        out = Path(coco_results) if coco_results is not None else Path(tmp) / "results.json"
+    tmp = None if coco_results is not None else Path(tempfile.mkdtemp(prefix="csrinfer-bench-"))
+    out = Path(coco_results) if tmp is None else tmp / "results.json"
+    try:
         report = evaluate_checkpoint(segmenter, data, split, out=out, progress=progress, max_images=max_images)
+    except BaseException:
+        if tmp is not None and not out.exists():  # a written results file is what the error points to
+            shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if tmp is not None:
+        shutil.rmtree(tmp, ignore_errors=True)
     metrics = {k: (None if report[k] is None else 100.0 * report[k]) for k in METRICS}
     return {"data": str(data), "split": split, "images": report["images"], **metrics,
             "eval_fps": report["fps"], "coco_results": str(coco_results) if coco_results is not None else None}

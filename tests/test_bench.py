@@ -155,3 +155,26 @@ def test_mistakes_are_one_line(argv, message, small_onnx, tmp_path, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("csrinfer bench: error:") and message in err[0], err
+
+
+def test_a_scoring_failure_without_json_keeps_the_predictions_it_points_to(small_ckpt, shapes, monkeypatch):
+    import re
+
+    import pycocotools.cocoeval
+
+    from csrinfer.errors import DatasetError
+
+    class Broken:
+        def __init__(self, *args, **kwargs):
+            raise RuntimeError("no scoring today")
+
+    monkeypatch.setattr(pycocotools.cocoeval, "COCOeval", Broken)
+    with pytest.raises(DatasetError, match="they are kept in ") as info:
+        benchmark(small_ckpt, warmup=0, iters=1, data=shapes, progress=False)
+    kept = Path(re.search(r"kept in (\S+)$", str(info.value)).group(1))
+    try:
+        assert json.loads(kept.read_text())  # the folder it names was not cleaned up under it
+    finally:
+        import shutil
+
+        shutil.rmtree(kept.parent)
