@@ -2,7 +2,7 @@
 AP, AP50, AP75, APs, APm, APl, plus the speed of the model that produced the results.
 
 - :func:`coco_metrics`: a COCO results list against a ground-truth file -> the six numbers;
-- :func:`predict_split`: run a model over every image of a split -> results list + timing;
+- :func:`predict_split`: run a model over every image of a split -> results entries + timing;
 - :func:`evaluate_checkpoint`: both, for ``csrinfer eval``.
 
 The model runs through :class:`csrinfer.Segmenter`, the inference path every backend shares, so
@@ -16,6 +16,7 @@ import io
 import json
 import logging
 import os
+import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -70,8 +71,9 @@ def predict_split(predict: Callable, coco_gt, image_dir: str | os.PathLike, cate
                   progress: bool = True, max_images: int | None = None):
     """Run ``predict`` (uint8 BGR image -> Instances) on every image of ``coco_gt``.
 
-    Returns (results, image_ids evaluated, seconds spent in ``predict``). Images that cannot
-    be read are reported with their path and left out.
+    Yields (image_id, its COCO results entries, seconds spent in ``predict``) image by image,
+    so that a caller interrupted half-way still holds what was done. Images that cannot be
+    read are reported with their path and left out.
     """
     from tqdm import tqdm
 
@@ -79,7 +81,6 @@ def predict_split(predict: Callable, coco_gt, image_dir: str | os.PathLike, cate
     from csrinfer.runtime.image_io import read_image
 
     image_ids = sorted(coco_gt.getImgIds())[:max_images]
-    results, done, seconds = [], [], 0.0
     for image_id in tqdm(image_ids, desc="evaluating", unit="img", disable=not progress, dynamic_ncols=True):
         try:
             image = read_image(Path(image_dir) / coco_gt.imgs[image_id]["file_name"])
@@ -88,10 +89,8 @@ def predict_split(predict: Callable, coco_gt, image_dir: str | os.PathLike, cate
             continue
         start = time.perf_counter()
         instances = predict(image)  # Instances hold numpy arrays: the device has finished
-        seconds += time.perf_counter() - start
-        results += instances.to_coco(image_id, category_ids)
-        done.append(image_id)
-    return results, done, seconds
+        seconds = time.perf_counter() - start
+        yield image_id, instances.to_coco(image_id, category_ids), seconds
 
 
 def evaluate_checkpoint(model: str | os.PathLike, data_dir: str | os.PathLike, split: str = "val",
@@ -105,7 +104,7 @@ def evaluate_checkpoint(model: str | os.PathLike, data_dir: str | os.PathLike, s
     ``results_<split>.json`` beside the model). ``fps`` counts pre-processing, network,
     in-graph and mask post-processing at batch 1, not the decoding of the image files.
     The results are written before they are scored: if scoring fails, the DatasetError says
-    where they are.
+    where they are; on Ctrl-C those of the images done so far are written, unscored.
     """
     from csrinfer.data.coco import categories, find_split, load_coco
     from csrinfer.runtime.segmenter import Segmenter
@@ -126,7 +125,19 @@ def evaluate_checkpoint(model: str | os.PathLike, data_dir: str | os.PathLike, s
                            f"{len(segmenter.class_names)} classes")
     if list(names) != list(segmenter.class_names):
         log.warning("the dataset's category names differ from the model's; labels are matched by position")
-    results, done, seconds = predict_split(segmenter.predict, coco_gt, image_dir, category_ids, progress, max_images)
+    results, done, seconds = [], [], 0.0
+    try:
+        for image_id, entries, spent in predict_split(segmenter.predict, coco_gt, image_dir, category_ids,
+                                                      progress, max_images):
+            results += entries
+            done.append(image_id)
+            seconds += spent
+    except KeyboardInterrupt:
+        if done:  # finished work is kept, as training keeps last.pth
+            atomic_write(out, lambda tmp: Path(tmp).write_text(json.dumps(results)))
+            print(f"interrupted: the predictions for the first {len(done)} images are in {out} (not scored)",
+                  file=sys.stderr)
+        raise
     atomic_write(out, lambda tmp: Path(tmp).write_text(json.dumps(results)))
     metrics = _score(coco_gt, results, done, ann_file, out)
     return dict(metrics, fps=len(done) / seconds if seconds else None, images=len(done), seconds=seconds,

@@ -146,3 +146,24 @@ def test_a_segmenter_needs_out_and_out_and_max_images_are_checked(shapes, tmp_pa
     for bad in (0, -1):  # -1 would drop the last image, 0 would report AP 0 on nothing
         with pytest.raises(ConfigError, match=f"max_images must be a whole number of at least 1, got {bad}"):
             evaluate_checkpoint(seg, shapes, out=tmp_path / "r.json", max_images=bad, progress=False)
+
+
+def test_ctrl_c_keeps_the_predictions_of_the_images_done(shapes, tmp_path, small_model, small_cfg, capsys):
+    from csrinfer.runtime.segmenter import Segmenter
+
+    segmenter = Segmenter(small_model, cfg=small_cfg, device="cpu")
+    calls, predict = [], segmenter.predict
+
+    def interrupted_on_the_third(image):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return predict(image)
+
+    segmenter.predict = interrupted_on_the_third
+    out = tmp_path / "res.json"
+    with pytest.raises(KeyboardInterrupt):
+        evaluate_checkpoint(segmenter, shapes, out=out, progress=False)
+    done = {r["image_id"] for r in json.loads(out.read_text())}
+    first_two = sorted(load_coco(find_split(shapes, "val")[0]).getImgIds())[:2]
+    assert done <= set(first_two) and "first 2 images" in capsys.readouterr().err
