@@ -4,6 +4,9 @@ Each carries one sentence that names the file or value and the problem; the CLI 
 sentence and exits non-zero, never a traceback. Catch :class:`CsrinferError` for all of them.
 """
 
+import os
+from pathlib import Path
+
 
 class CsrinferError(Exception):
     """Base class: a user-facing problem described in one sentence."""
@@ -57,7 +60,13 @@ def first_line(e: BaseException, limit: int = 200) -> str:
 
 
 def os_error_sentence(e: OSError) -> str:
-    """``Permission denied: /data/out`` rather than ``[Errno 13] Permission denied: '/data/out'``."""
+    """``Permission denied: /data/out`` rather than ``[Errno 13] Permission denied: '/data/out'``;
+    a file standing where a folder is needed is named as such (``File exists`` says too little)."""
+    if isinstance(e, (FileExistsError, NotADirectoryError)) and e.filename:
+        path = Path(os.fsdecode(e.filename))
+        blocking = next((p for p in (path, *path.parents) if p.is_file()), None)
+        if blocking is not None:
+            return f"{blocking} is a file, not a folder" + (f" (needed for {path})" if blocking != path else "")
     if e.strerror and e.filename:
         return f"{e.strerror}: {e.filename}"
     return first_line(e)

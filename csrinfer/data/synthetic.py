@@ -30,7 +30,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from csrinfer.errors import DatasetError
+from csrinfer.errors import DatasetError, os_error_sentence
 
 CLASSES = ("circle", "rectangle", "triangle", "star")
 MIN_VISIBLE = 0.45  # fraction of an object's area that must stay visible
@@ -57,7 +57,7 @@ def write_synthetic(out_dir: str | os.PathLike, n_train: int = 1000, n_val: int 
         out_dir.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
     except OSError as e:
-        raise DatasetError(f"cannot create {out_dir}: {e.strerror}") from e
+        raise DatasetError(f"cannot create {out_dir}: {os_error_sentence(e)}") from e
     try:
         for split_index, (split, count) in enumerate((("train", n_train), ("val", n_val))):
             _write_split(tmp, split, count, [seed, split_index], backgrounds, progress)

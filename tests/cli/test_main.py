@@ -18,7 +18,20 @@ def test_a_dataset_under_an_impossible_folder_is_one_sentence(tmp_path, capsys):
     assert main(["data", "synth", "--out", str(tmp_path / "file" / "shapes"), "--n", "1"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("csrinfer data: error: cannot create ") and "Traceback" not in err
-    assert len(err.splitlines()) == 1
+    assert err.endswith(f"{tmp_path / 'file'} is a file, not a folder") and len(err.splitlines()) == 1
+
+
+@pytest.mark.parametrize("out", ["file", "file/sub"])
+def test_an_output_folder_that_is_a_file_is_named_as_such(tmp_path, capsys, out, small_onnx):
+    import cv2
+
+    from tests.conftest import photo_like
+
+    (tmp_path / "file").write_text("not a folder")
+    cv2.imwrite(str(tmp_path / "photo.png"), photo_like(0, 64, 96))
+    assert main(["predict", str(tmp_path / "photo.png"), "--model", str(small_onnx), "--quiet",
+                 "--out", str(tmp_path / out)]) == 1
+    assert f"{tmp_path / 'file'} is a file, not a folder" in capsys.readouterr().err
 
 
 def test_an_os_error_is_one_sentence_with_exit_code_1(monkeypatch, capsys):
