@@ -10,8 +10,9 @@ problem, raised as :class:`csrinfer.errors.ImageError`:
 - an array of the wrong type, shape or dtype, or holding NaN/inf or values outside 0-255.
 
 Accepted and converted rather than rejected: grayscale (2-D or one channel), RGBA/BGRA (alpha
-dropped), 16-bit (scaled to 8 bits), palette and CMYK files, EXIF-rotated JPEGs (turned
-upright, as ``cv2.imread`` does), images of any size from 1x1 and any aspect ratio.
+dropped), 16-bit (divided by 256 as ``cv2.imread`` does, so 10/12-bit data held in uint16 comes
+out dark), palette and CMYK files, EXIF-rotated JPEGs (turned upright, as ``cv2.imread`` does),
+images of any size from 1x1 and any aspect ratio.
 Files are decoded with Pillow, which reports truncation (libjpeg through OpenCV only warns).
 """
 
