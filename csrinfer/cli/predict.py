@@ -24,7 +24,7 @@ def add_arguments(p) -> None:
     p.add_argument("--out", default=None, metavar="DIR",
                    help="output folder (default runs/predict, or runs/predict2, ... when that holds results)")
     p.add_argument("--score-thr", type=float, default=None, metavar="T",
-                   help="keep instances scoring above T (default: the model's, 0.1)")
+                   help="keep instances scoring above T (default: all the model returns, its own thresholds applied)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: the best available)")
     p.add_argument("--fast", action="store_true",
                    help="GPU fast path for .pth/.pt models: FP16, channels_last, fused D2S kernel, CUDA graphs, "

@@ -26,7 +26,7 @@ CHUNK_PIXELS = 16_000_000
 
 
 def to_instances(scores, labels, masks, box: Letterbox, class_names: Sequence[str] = (),
-                 score_thr: float = 0.1, mask_thr: float = 0.5) -> Instances:
+                 score_thr: float = 0.0, mask_thr: float = 0.5) -> Instances:
     """One image's graph outputs -> Instances.
 
     Args:
@@ -34,6 +34,8 @@ def to_instances(scores, labels, masks, box: Letterbox, class_names: Sequence[st
         labels: [K] integer.
         masks: [K, Hp/8, Wp/8] mask probabilities (stride 8 of the padded input).
         box: where the image sits in the padded input (``box.padded`` is the input's size).
+        score_thr: instances scoring above this are kept; the default drops only the graph's
+            empty slots (score 0), the graph having applied the model's thresholds.
     """
     scores = torch.as_tensor(scores).float()
     keep = torch.nonzero(scores > score_thr).flatten()

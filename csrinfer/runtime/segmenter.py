@@ -33,8 +33,10 @@ class Segmenter:
         model: ``.pth``/``.pt`` (PyTorch), ``.onnx`` (ONNX Runtime), ``.plan``/``.engine``
             (TensorRT), or an in-memory ``CSRD2SNet`` (give ``cfg=`` or ``class_names=``).
         device: "cpu", "cuda", "cuda:N"; default: the best available for the backend.
-        score_thr: keep instances scoring above this (default: the model's, 0.1). The graph
-            already dropped everything under its own threshold, so lower values change nothing.
+        score_thr: keep only instances scoring above this (default: every instance the model
+            returns; its graph has applied the model's own thresholds — by default category score
+            above 0.1, score after maskness and Matrix NMS at least 0.05 — as mmdetection's SOLOv2
+            does for evaluation).
         mask_thr: binarisation threshold of the mask probabilities (default: the model's, 0.5).
         input_size: (H, W) to letterbox every image into; default: the model's static size, or
             the model's resize rule (short side 800, long side at most 1333) when it is dynamic.
@@ -59,7 +61,7 @@ class Segmenter:
                 raise ConfigError(f"{name} is a probability in [0, 1], got {value}")
         self.backend: Backend = load_backend(model, device, **backend_options)
         info = self.backend.info
-        self.score_thr = info.score_thr if score_thr is None else float(score_thr)
+        self.score_thr = 0.0 if score_thr is None else float(score_thr)  # 0: the graph's empty slots only
         self.mask_thr = info.mask_thr if mask_thr is None else float(mask_thr)
         if input_size is not None:
             input_size = _size_pair(input_size)

@@ -62,7 +62,7 @@ class RemoteSegmenter:
         timeout: seconds to wait for one response before giving up with :class:`ServerError`.
         concurrency: requests in flight at once in ``predict_batch``.
         score_thr: keep instances scoring above this (default: all the server returns, which
-            applied the model's own threshold).
+            applied the model's own thresholds, as ``Segmenter``).
         max_pixels: image files claiming more pixels are refused when read here (as ``Segmenter``).
 
     A gRPC RemoteSegmenter may be shared by threads; an HTTP one (gevent underneath) may not:

@@ -131,7 +131,7 @@ class PostprocessModel:
                 scores, labels, masks, boxes = (input_array(request, n) for n in ("scores", "labels", "masks", "letterbox"))
                 results = [to_instances(scores[i], labels[i], masks[i],
                                         Letterbox(tuple(b[0:2]), tuple(b[2:4]), tuple(b[4:6])),
-                                        info.class_names, info.score_thr, info.mask_thr)
+                                        info.class_names, mask_thr=info.mask_thr)
                            for i, b in enumerate(boxes.tolist())]
                 responses.append(outputs_response(protocol.encode_instances(results)))
             except Exception as e:  # noqa: BLE001

@@ -36,7 +36,7 @@ def test_backend_is_chosen_from_the_suffix(small_ckpt, small_onnx):
     assert onnx_seg.info.input_size == EXPORT_SIZE and onnx_seg.info.batch == 1
     assert onnx_seg.class_names == ("circle", "rectangle", "triangle", "star")
     assert onnx_seg.info.short_side == 160 and onnx_seg.info.inference["nms_pre"] == 1040
-    assert onnx_seg.score_thr == pytest.approx(0.1) and onnx_seg.device == "cpu"
+    assert onnx_seg.score_thr == 0.0 and onnx_seg.device == "cpu"
 
 
 def test_onnxruntime_matches_pytorch_on_the_same_checkpoint(small_ckpt, small_onnx):
@@ -191,3 +191,13 @@ def test_what_is_not_a_model_is_refused(small_cfg):
 def test_an_option_of_another_backend_is_one_sentence(small_onnx):
     with pytest.raises(ConfigError, match="option\\(s\\) fp16 do not apply to ONNX Runtime models; they take spin, threads"):
         Segmenter(small_onnx, fp16=True)
+
+
+def test_by_default_every_instance_the_graph_returns_is_kept(small_onnx):
+    """The graph applied the model's thresholds (tests/runtime/test_postprocess.py): Segmenter adds none."""
+    seg = Segmenter(small_onnx)
+    image = photo_like(50, 120, 160)
+    batch, _ = seg.preprocess([image])
+    scores = np.asarray(seg.backend.infer({"images": batch})["scores"][0])
+    inst = seg.predict(image)
+    assert seg.score_thr == 0.0 and len(inst) == np.count_nonzero(scores) > 0
