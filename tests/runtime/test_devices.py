@@ -13,10 +13,23 @@ def fake_gpus(monkeypatch, count: int) -> None:
     monkeypatch.setattr(torch.cuda, "device_count", lambda: count)
 
 
-@pytest.mark.parametrize("text", ["foo", "mps", "cuda:x", "gpu0"])
-def test_unknown_devices_are_refused(text):
-    with pytest.raises(ConfigError, match=f"unknown device '{text}'; use 'cpu', 'cuda' or 'cuda:N'"):
-        torch_device(text)
+@pytest.mark.parametrize("text", ["foo", "mps", "cuda:x", "cuda:-1", "cuda:", "gpu0"])
+def test_unknown_devices_are_refused_alike_by_every_backend(text):
+    from csrinfer.runtime.backends.onnxruntime import choose_providers
+    from csrinfer.runtime.backends.tensorrt import _device_index
+
+    for read in (torch_device, lambda d: choose_providers(d, ["CUDAExecutionProvider"]), _device_index):
+        with pytest.raises(ConfigError, match=f"^unknown device '{text}'; use 'cpu', 'cuda' or 'cuda:N'$"):
+            read(text)
+
+
+def test_device_strings_name_a_kind_and_an_index():
+    from csrinfer.runtime.backends.base import parse_device
+    from csrinfer.runtime.backends.onnxruntime import choose_providers
+
+    assert [parse_device(d) for d in ("cpu", "cuda", "cuda:3")] == [("cpu", None), ("cuda", None), ("cuda", 3)]
+    providers, device = choose_providers("cuda:1", ["CUDAExecutionProvider", "CPUExecutionProvider"])
+    assert device == "cuda:1" and providers[0] == ("CUDAExecutionProvider", {"device_id": 1})
 
 
 def test_cuda_without_a_gpu_is_one_sentence(monkeypatch):

@@ -15,10 +15,20 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from csrinfer.errors import ConfigError
 from csrinfer.runtime.model_info import ModelInfo
 
 INPUT_NAME = "images"
 OUTPUT_NAMES = ("scores", "labels", "masks")
+
+
+def parse_device(device: str) -> tuple[str, int | None]:
+    """"cpu" -> ("cpu", None), "cuda" -> ("cuda", None), "cuda:N" -> ("cuda", N); anything else
+    is one sentence. Every backend reads device strings through here."""
+    kind, colon, index = str(device).partition(":")
+    if kind in ("cpu", "cuda") and (not colon or index.isdigit()):
+        return kind, int(index) if colon else None
+    raise ConfigError(f"unknown device '{device}'; use 'cpu', 'cuda' or 'cuda:N'")
 
 
 class Backend(ABC):

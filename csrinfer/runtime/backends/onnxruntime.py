@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from csrinfer.errors import BackendUnavailableError, ModelFileError, first_line
-from csrinfer.runtime.backends.base import INPUT_NAME, OUTPUT_NAMES, Backend
+from csrinfer.runtime.backends.base import INPUT_NAME, OUTPUT_NAMES, Backend, parse_device
 from csrinfer.runtime.model_info import ModelInfo
 
 # Preference order when no device is named. TensorRT's EP is left out on purpose: TensorRT
@@ -26,16 +26,14 @@ def choose_providers(device: str | None, available: Sequence[str]) -> tuple[list
     if device is None:
         best = next(p for p in PREFERRED_PROVIDERS if p in available or p == "CPUExecutionProvider")
         device = "cuda" if best == "CUDAExecutionProvider" else "cpu"
-    kind, _, index = str(device).partition(":")
+    kind, index = parse_device(device)
     if kind == "cpu":
         return ["CPUExecutionProvider"], "cpu"
-    if kind == "cuda":
-        if "CUDAExecutionProvider" not in available:
-            raise BackendUnavailableError(
-                f"device '{device}' asked for, but this onnxruntime has no CUDA execution provider "
-                f"(it has {', '.join(available)}); install onnxruntime-gpu or use device='cpu'")
-        return [("CUDAExecutionProvider", {"device_id": int(index or 0)}), "CPUExecutionProvider"], f"cuda:{int(index or 0)}"
-    raise BackendUnavailableError(f"unknown device '{device}' for ONNX Runtime; use 'cpu' or 'cuda[:N]'")
+    if "CUDAExecutionProvider" not in available:
+        raise BackendUnavailableError(
+            f"device '{device}' asked for, but this onnxruntime has no CUDA execution provider "
+            f"(it has {', '.join(available)}); install onnxruntime-gpu or use device='cpu'")
+    return [("CUDAExecutionProvider", {"device_id": index or 0}), "CPUExecutionProvider"], f"cuda:{index or 0}"
 
 
 class OnnxRuntimeBackend(Backend):

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from csrinfer.errors import BackendUnavailableError, ImageError, ModelFileError
-from csrinfer.runtime.backends.base import INPUT_NAME, OUTPUT_NAMES, Backend
+from csrinfer.runtime.backends.base import INPUT_NAME, OUTPUT_NAMES, Backend, parse_device
 from csrinfer.runtime.model_info import ModelInfo
 
 
@@ -293,12 +293,10 @@ def _torch_dtype(dtype: np.dtype):
 
 
 def _device_index(device: str | None) -> int:
-    if device is None or device == "cuda":
-        return 0
-    text = str(device)
-    if text.startswith("cuda:") and text[5:].isdigit():
-        return int(text[5:])
-    raise BackendUnavailableError(f"a TensorRT engine runs on a CUDA device ('cuda' or 'cuda:N'), not '{device}'")
+    kind, index = parse_device(device or "cuda")
+    if kind != "cuda":
+        raise BackendUnavailableError(f"a TensorRT engine runs on a CUDA device ('cuda' or 'cuda:N'), not '{device}'")
+    return index or 0
 
 
 def _fmt(shape) -> str:

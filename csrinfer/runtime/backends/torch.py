@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from csrinfer.errors import BackendUnavailableError, ConfigError, ModelFileError
-from csrinfer.runtime.backends.base import OUTPUT_NAMES, Backend
+from csrinfer.runtime.backends.base import OUTPUT_NAMES, Backend, parse_device
 from csrinfer.runtime.fastpath import FastPathOptions, build_fast_net
 from csrinfer.runtime.model_info import ModelInfo, default_class_names
 
@@ -27,12 +27,7 @@ def torch_device(requested: str | None = None) -> torch.device:
     checked here so that a typo or a missing GPU is one sentence, not a CUDA traceback later."""
     if not requested:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(requested)
-    except (RuntimeError, ValueError):
-        device = None
-    if device is None or device.type not in ("cpu", "cuda"):
-        raise ConfigError(f"unknown device '{requested}'; use 'cpu', 'cuda' or 'cuda:N'")
+    device = torch.device(*parse_device(requested))
     gpus = torch.cuda.device_count() if device.type == "cuda" and torch.cuda.is_available() else 0
     if device.type == "cuda" and (device.index or 0) >= gpus:
         seen = f"sees {gpus} CUDA GPU(s)" if gpus else "sees no CUDA GPU here"
