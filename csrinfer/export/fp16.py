@@ -30,7 +30,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from csrinfer.model.postprocess import postprocess
 
 
 class Float32GroupNorm(nn.GroupNorm):
@@ -53,9 +52,7 @@ class MixedPrecisionNet(nn.Module):
 
     def predict(self, images: torch.Tensor):
         """images float32 [B, 3, H, W] -> (scores float32, labels int64, masks float32), as CSRD2SNet.predict."""
-        out = self.net(images.to(torch.float16))
-        return postprocess([p.float() for p in out.cate_preds], [k.float() for k in out.kernel_preds],
-                           out.mask_feats.float(), self.net.grid_strides, **self.net.inference)
+        return self.net.predict(images.to(torch.float16))  # which post-processes in float32
 
 
 def export_fp16_onnx(model: nn.Module, path: str | os.PathLike, **export_kwargs) -> Path:

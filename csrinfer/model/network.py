@@ -46,6 +46,9 @@ class CSRD2SNet(nn.Module):
         return self.head(self.neck(self.backbone(x)))
 
     def predict(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """images as in ``forward`` -> (scores [B,K], labels int64 [B,K], masks [B,K,H/8,W/8]); K fixed."""
+        """images as in ``forward`` -> (scores float32 [B,K], labels int64 [B,K], masks float32
+        [B,K,H/8,W/8]); K fixed. Post-processing runs in float32 whatever the network's precision
+        (an FP16 network's mask logits would lose the maskness and Matrix NMS comparisons)."""
         out = self(images)
-        return postprocess(out.cate_preds, out.kernel_preds, out.mask_feats, self.grid_strides, **self.inference)
+        return postprocess([p.float() for p in out.cate_preds], [k.float() for k in out.kernel_preds],
+                           out.mask_feats.float(), self.grid_strides, **self.inference)

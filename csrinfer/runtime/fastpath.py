@@ -39,7 +39,6 @@ from torch import nn
 
 from csrinfer.errors import ConfigError
 from csrinfer.model.network import CSRD2SNet
-from csrinfer.model.postprocess import postprocess
 
 CUDA_ONLY = ("fp16", "channels_last", "fused", "cuda_graph", "gpu_preprocess")
 
@@ -120,11 +119,7 @@ class FastNet(nn.Module):
         x = images.to(self.dtype)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        out = self.net(x)
-        # Post-processing in FP32 whatever the network's precision (see the module docstring).
-        cate = [p.float() for p in out.cate_preds]
-        kernels = [k.float() for k in out.kernel_preds]
-        return postprocess(cate, kernels, out.mask_feats.float(), self.net.grid_strides, **self.net.inference)
+        return self.net.predict(x)  # post-processes in FP32 whatever the network's precision
 
 
 def build_fast_net(net: CSRD2SNet, options: FastPathOptions, device):
