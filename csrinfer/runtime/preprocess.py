@@ -10,6 +10,7 @@ normalisation, as mmdetection's data preprocessor pads.
 from __future__ import annotations
 
 from collections.abc import Sequence
+import dataclasses
 from dataclasses import dataclass
 
 import cv2
@@ -26,10 +27,6 @@ class Letterbox:
     original: tuple[int, int]  # (H, W) of the image given
     resized: tuple[int, int]  # (H, W) after resizing, before padding
     padded: tuple[int, int]  # (H, W) of the network input
-
-    @property
-    def scale(self) -> float:
-        return self.resized[0] / self.original[0]
 
 
 def padded_size(height: int, width: int, divisor: int = 32) -> tuple[int, int]:
@@ -90,14 +87,27 @@ def stack_batch(images: Sequence[np.ndarray], divisor: int = 32,
     return out
 
 
-def pad_to_divisor(images: torch.Tensor, divisor: int = 32,
-                   value: Sequence[float] = PAD_VALUE_RGB) -> torch.Tensor:
-    """Pad float [B, 3, H, W] on the bottom and right to multiples of ``divisor``."""
-    h, w = images.shape[-2:]
-    ph, pw = padded_size(h, w, divisor)
-    if (ph, pw) == (h, w):
-        return images
-    out = images.new_empty(images.shape[:-2] + (ph, pw))
-    out[:] = torch.as_tensor(value, dtype=images.dtype, device=images.device).view(3, 1, 1)
-    out[..., :h, :w] = images
-    return out
+def letterbox_batch(images_bgr: Sequence[np.ndarray], info, fit: Sequence[int] | None = None,
+                    device: str | None = None) -> tuple[np.ndarray, list[Letterbox]]:
+    """uint8 BGR images -> (float32 [B, 3, H, W] RGB 0-255 padded, where each image went), by
+    the resize rule of ``info`` (a :class:`csrinfer.runtime.model_info.ModelInfo`).
+
+    ``fit``: (H, W) every image is letterboxed into (default: the model's static size, else
+    each image's own size by the rule, the batch padded to the largest). A static-batch model
+    gets its full batch (the missing images repeat the last; their outputs are to be ignored).
+    ``device``: letterbox there, as torch tensors (the GPU fast path's ``gpu_preprocess``).
+    """
+    kwargs = dict(short_side=info.short_side, max_size=info.max_size, divisor=info.size_divisor,
+                  fit=fit if fit is not None else info.input_size, pad_value=info.pad_value)
+    if device is None:
+        resized = [letterbox(im, **kwargs) for im in images_bgr]
+    else:  # the uint8 image goes up, resizing and padding happen there
+        from csrinfer.runtime.gpu_preprocess import letterbox_tensor
+
+        resized = [letterbox_tensor(im, device, **kwargs) for im in images_bgr]
+    tensors = [x for x, _ in resized]
+    if info.batch is not None and len(tensors) < info.batch:
+        tensors += [tensors[-1]] * (info.batch - len(tensors))
+    batch = stack_batch(tensors, info.size_divisor, info.pad_value)
+    padded = tuple(batch.shape[2:])  # the masks are at the stride of the batch's size
+    return batch, [dataclasses.replace(box, padded=padded) for _, box in resized]

@@ -8,7 +8,6 @@ steps: ``preprocess`` (load, letterbox, pad; csrinfer/runtime/preprocess.py), th
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from collections import defaultdict
 from collections.abc import Sequence
@@ -21,7 +20,7 @@ from csrinfer.runtime.image_io import MAX_PIXELS, load_image
 from csrinfer.runtime.instances import Instances
 from csrinfer.runtime.model_info import ModelInfo
 from csrinfer.runtime.postprocess import to_instances
-from csrinfer.runtime.preprocess import Letterbox, letterbox, padded_size, resized_size, stack_batch
+from csrinfer.runtime.preprocess import Letterbox, letterbox_batch, padded_size, resized_size
 
 DYNAMIC_BATCH = 8  # images per forward pass when the model's batch is free
 
@@ -134,22 +133,7 @@ class Segmenter:
         are ignored by ``postprocess``, which returns one result per box). A backend with a
         ``preprocess_device`` gets a torch tensor letterboxed on that device instead of numpy.
         """
-        info = self.info
-        kwargs = dict(short_side=info.short_side, max_size=info.max_size, divisor=info.size_divisor,
-                      fit=self.input_size, pad_value=info.pad_value)
-        device = self.backend.preprocess_device
-        if device is None:
-            resized = [letterbox(im, **kwargs) for im in images_bgr]
-        else:  # GPU fast path: the uint8 image goes up, resizing and padding happen there
-            from csrinfer.runtime.gpu_preprocess import letterbox_tensor
-
-            resized = [letterbox_tensor(im, device, **kwargs) for im in images_bgr]
-        tensors = [x for x, _ in resized]
-        if info.batch is not None and len(tensors) < info.batch:
-            tensors += [tensors[-1]] * (info.batch - len(tensors))
-        batch = stack_batch(tensors, info.size_divisor, info.pad_value)
-        padded = tuple(batch.shape[2:])  # the masks are at the stride of the batch's size
-        return batch, [dataclasses.replace(box, padded=padded) for _, box in resized]
+        return letterbox_batch(images_bgr, self.info, self.input_size, self.backend.preprocess_device)
 
     def postprocess(self, outputs: dict, boxes: Sequence[Letterbox]) -> list[Instances]:
         """Graph outputs for a batch -> one Instances per box (extra batch entries ignored)."""

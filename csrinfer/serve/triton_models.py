@@ -86,7 +86,9 @@ class SegmenterModel:
 
 class PreprocessModel:
     """Ensemble step 1: encoded images -> ``images`` float32 [b, 3, H, W] and ``letterbox`` int32 [b, 6]
-    (original, resized and padded H, W), by the exported model's own resize rule."""
+    (original, resized and padded H, W), by the exported model's own resize rule. The images of
+    one request make one tensor, so there they are padded to the largest (``RemoteSegmenter``
+    sends one image a request; ``Segmenter`` never pads an image to another's size)."""
 
     def initialize(self, args: dict) -> None:
         from csrinfer.runtime.model_info import ModelInfo
@@ -96,16 +98,13 @@ class PreprocessModel:
         self.max_pixels = int(params.get("max_pixels") or MAX_PIXELS)
 
     def execute(self, requests: list) -> list:
-        from csrinfer.runtime.preprocess import letterbox, stack_batch
+        from csrinfer.runtime.preprocess import letterbox_batch
 
-        info = self.info
         responses = []
         for request in requests:
             try:
-                boxed = [letterbox(im, info.short_side, info.max_size, info.size_divisor, fit=info.input_size,
-                                   pad_value=info.pad_value) for im in request_images(request, self.max_pixels)]
-                batch = stack_batch([x for x, _ in boxed], info.size_divisor, info.pad_value)
-                boxes = np.array([[*b.original, *b.resized, *batch.shape[2:]] for _, b in boxed], np.int32)
+                batch, boxed = letterbox_batch(request_images(request, self.max_pixels), self.info)
+                boxes = np.array([[*b.original, *b.resized, *b.padded] for b in boxed], np.int32)
                 responses.append(outputs_response({"images": batch, "letterbox": boxes}))
             except Exception as e:  # noqa: BLE001
                 responses.append(error_response(e))
