@@ -119,7 +119,9 @@ def stale_products(out_dir: Path, result: ExportResult) -> list[str]:
     of another size would otherwise be taken for its engine."""
     written = {result.onnx, *result.graphs}
     if result.engine is not None:
-        written |= {result.engine, result.engine.with_name(result.engine.name + ".json")}
+        from csrinfer.runtime.engine_sidecar import sidecar_path
+
+        written |= {result.engine, sidecar_path(result.engine)}
     products = ("model.onnx", "model.fp16.onnx", "model.plugin.onnx", "model.fp16.plugin.onnx",
                 "model.plan", "model.plan.json")
     return [name for name in products if (out_dir / name).exists() and name not in {p.name for p in written}]

@@ -34,13 +34,15 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from csrinfer.errors import ConfigError, ExportError, ModelFileError
+from csrinfer.runtime.backends import BACKENDS, read_model_info
+from csrinfer.runtime.engine_sidecar import sidecar_path
 from csrinfer.serve import model_config as mc
 from csrinfer.serve import protocol
 
 DEFAULT_NAME = "csrinfer"
 PLATFORMS = {".onnx": ("onnxruntime_onnx", "model.onnx"), ".plan": ("tensorrt_plan", "model.plan"),
              ".engine": ("tensorrt_plan", "model.plan")}
-SERVE_SUFFIXES = (".pth", ".pt", ".onnx", ".plan", ".engine")
+SERVE_SUFFIXES = tuple(BACKENDS)  # csrinfer serve runs whatever Segmenter runs
 KINDS = ("KIND_GPU", "KIND_CPU", "KIND_AUTO", "KIND_MODEL")
 
 MODEL_PY = '''"""Triton Python-backend model written by csrinfer: {role}.
@@ -101,7 +103,7 @@ def write_serve_repo(model_file: str | os.PathLike, repo_dir: str | os.PathLike,
     model_dir = Path(repo_dir) / name
     version = _fresh_version_dir(model_dir)
     _link_or_copy(model_file, version / model_file.name)
-    sidecar = model_file.with_name(model_file.name + ".json")
+    sidecar = sidecar_path(model_file)
     if sidecar.exists():
         _link_or_copy(sidecar, version / sidecar.name)
     inputs = [mc.tensor(n, *protocol.INPUT_SPECS[n], optional=True) for n in (protocol.IMAGE, protocol.IMAGE_RAW)]
@@ -210,34 +212,6 @@ def engine_io(model_file: Path, info) -> tuple[list[dict], list[dict], int | Non
     order = {n: i for i, n in enumerate(("scores", "labels", "masks"))}
     outputs = sorted(specs["out"], key=lambda s: order.get(s[0], len(order)))
     return [make(s) for s in specs["in"]], [make(s) for s in outputs], batch
-
-
-def read_model_info(model_file: Path):
-    """The :class:`ModelInfo` of a model file without loading its weights into a backend."""
-    from csrinfer.runtime.model_info import ModelInfo
-
-    suffix = model_file.suffix.lower()
-    if suffix in (".pth", ".pt"):
-        from csrinfer.checkpoint import read_checkpoint
-        from csrinfer.config import config_from_dict
-
-        return ModelInfo.from_config(config_from_dict(read_checkpoint(model_file)["config"]))
-    if suffix == ".onnx":
-        import onnx
-
-        try:
-            proto = onnx.load(str(model_file), load_external_data=False)
-        except Exception as e:  # onnx raises DecodeError and friends on foreign bytes
-            raise ModelFileError(f"{model_file} is not a readable ONNX file ({type(e).__name__})") from None
-        return ModelInfo.from_metadata({p.key: p.value for p in proto.metadata_props}, str(model_file))
-    sidecar = model_file.with_name(model_file.name + ".json")
-    if not sidecar.exists():
-        raise ModelFileError(f"{model_file} has no {sidecar.name} sidecar beside it; csrinfer reads the "
-                             f"engine's metadata from there (build it with csrinfer)")
-    try:
-        return ModelInfo.from_metadata(json.loads(sidecar.read_text()), str(sidecar))
-    except json.JSONDecodeError as e:
-        raise ModelFileError(f"{sidecar} is not valid JSON ({e})") from None
 
 
 def _protocol_outputs() -> list[dict]:

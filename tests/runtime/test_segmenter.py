@@ -201,3 +201,11 @@ def test_by_default_every_instance_the_graph_returns_is_kept(small_onnx):
     scores = np.asarray(seg.backend.infer({"images": batch})["scores"][0])
     inst = seg.predict(image)
     assert seg.score_thr == 0.0 and len(inst) == np.count_nonzero(scores) > 0
+
+
+def test_model_info_read_without_loading_is_the_loaded_backends(small_ckpt, small_onnx, small_onnx_dynamic):
+    from csrinfer.runtime.backends import read_model_info
+
+    for model in (small_ckpt, small_onnx, small_onnx_dynamic):
+        assert read_model_info(model) == Segmenter(model).info
+    assert read_model_info(small_onnx).input_size == EXPORT_SIZE and read_model_info(small_onnx_dynamic).dynamic

@@ -129,12 +129,14 @@ def test_a_static_batch_over_one_is_refused(tmp_path):
 
 
 def test_triton_repo_for_a_tensorrt_plan_reads_its_sidecar(tmp_path):
+    from csrinfer.runtime.engine_sidecar import EngineRecord, write_sidecar
     from csrinfer.runtime.model_info import ModelInfo
 
     plan = tmp_path / "model.plan"
     plan.write_bytes(b"not parsed: Triton's TensorRT backend reads it")
     info = ModelInfo(class_names=("a", "b", "c"), input_size=(96, 128), batch=None, inference={"max_per_img": 30})
-    plan.with_name("model.plan.json").write_text(json.dumps(info.to_metadata()))
+    shapes = {"images": {k: [1, 3, 96, 128] for k in ("min", "opt", "max")}}
+    write_sidecar(plan, info.to_metadata(), EngineRecord("10.13.0", "NVIDIA H200", (9, 0), "fp16", shapes))
     repo = write_triton_repo(plan, tmp_path / "repo", max_batch=4)
     engine = parse(repo / "csrinfer_engine" / "config.pbtxt")
     assert (engine.platform, engine.max_batch_size) == ("tensorrt_plan", 4)

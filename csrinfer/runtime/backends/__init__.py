@@ -14,7 +14,7 @@ from pathlib import Path
 from csrinfer.errors import BackendUnavailableError, ConfigError, ModelFileError
 from csrinfer.runtime.backends.base import INPUT_NAME, OUTPUT_NAMES, Backend
 
-__all__ = ["Backend", "BACKENDS", "INPUT_NAME", "OUTPUT_NAMES", "backend_for", "load_backend"]
+__all__ = ["Backend", "BACKENDS", "INPUT_NAME", "OUTPUT_NAMES", "backend_for", "load_backend", "read_model_info"]
 
 # suffix -> (module, class name, what to install when the module cannot be imported)
 BACKENDS = {
@@ -65,6 +65,17 @@ def load_backend(path_or_model, device: str | None = None, **options) -> Backend
     if path.is_dir():
         raise ModelFileError(f"model file {path} is a directory, not a file")
     return cls(path, device=device, **_known_options(cls, options))
+
+
+def read_model_info(path):
+    """The :class:`ModelInfo` of a model file (class names, input size, thresholds, ...) without
+    loading its weights, read by its backend as ``load_backend`` would."""
+    path = Path(path)
+    cls = backend_for(path)
+    if not path.is_file():
+        raise ModelFileError(f"model file {path} does not exist" if not path.exists()
+                             else f"model file {path} is not a file")
+    return cls.read_info(path)
 
 
 def _known_options(cls: type, options: dict) -> dict:

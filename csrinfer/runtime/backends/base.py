@@ -44,6 +44,11 @@ class Backend(ABC):
     # a torch device = there, as tensors (the PyTorch backend's ``gpu_preprocess``).
     preprocess_device: str | None = None
 
+    @staticmethod
+    @abstractmethod
+    def read_info(path) -> ModelInfo:
+        """The :class:`ModelInfo` of a model file, read without loading the model."""
+
     @abstractmethod
     def infer(self, feeds: Mapping[str, np.ndarray]) -> dict[str, object]:
         """``{"images": float32 [B, 3, H, W]}`` -> ``{"scores", "labels", "masks"}``."""

@@ -65,8 +65,25 @@ class OnnxRuntimeBackend(Backend):
             self.session = ort.InferenceSession(str(path), options, providers=providers)
         except Exception as e:  # onnxruntime raises its own Fail/InvalidGraph/... types
             raise ModelFileError(f"ONNX Runtime cannot load {path} ({first_line(e)})") from None
-        self.info = _info_of_session(self.session, str(path))
+        self.info = _info_of_graph(self.session.get_modelmeta().custom_metadata_map,
+                                   [(i.name, i.shape) for i in self.session.get_inputs()],
+                                   [o.name for o in self.session.get_outputs()], str(path))
         self._output_names = [o.name for o in self.session.get_outputs()]
+
+    @staticmethod
+    def read_info(path) -> ModelInfo:
+        import onnx
+
+        try:
+            proto = onnx.load(str(path), load_external_data=False)
+        except Exception as e:  # onnx raises DecodeError and friends on foreign bytes
+            raise ModelFileError(f"{path} is not a readable ONNX file ({type(e).__name__})") from None
+        weights = {t.name for t in proto.graph.initializer}
+        inputs = [(i.name, [d.dim_value if d.HasField("dim_value") else d.dim_param
+                            for d in i.type.tensor_type.shape.dim])
+                  for i in proto.graph.input if i.name not in weights]
+        return _info_of_graph({p.key: p.value for p in proto.metadata_props}, inputs,
+                              [o.name for o in proto.graph.output], str(path))
 
     @property
     def providers(self) -> list[str]:
@@ -78,14 +95,15 @@ class OnnxRuntimeBackend(Backend):
         return dict(zip(self._output_names, self.session.run(self._output_names, {INPUT_NAME: images})))
 
 
-def _info_of_session(session, source: str) -> ModelInfo:
-    info = ModelInfo.from_metadata(session.get_modelmeta().custom_metadata_map, source)
-    inputs, outputs = session.get_inputs(), [o.name for o in session.get_outputs()]
-    if [i.name for i in inputs] != [INPUT_NAME] or sorted(outputs) != sorted(OUTPUT_NAMES):
-        raise ModelFileError(f"{source} has inputs {[i.name for i in inputs]} and outputs {outputs}; "
+def _info_of_graph(metadata: Mapping[str, str], inputs: list[tuple[str, list]], outputs: list[str],
+                   source: str) -> ModelInfo:
+    """ModelInfo from a graph's metadata, its (input name, shape) pairs and output names."""
+    info = ModelInfo.from_metadata(metadata, source)
+    if [name for name, _ in inputs] != [INPUT_NAME] or sorted(outputs) != sorted(OUTPUT_NAMES):
+        raise ModelFileError(f"{source} has inputs {[name for name, _ in inputs]} and outputs {outputs}; "
                              f"expected ['{INPUT_NAME}'] and {list(OUTPUT_NAMES)}")
     # The graph's own input shape is the truth about what is static (ints) or dynamic (names).
-    b, _, h, w = inputs[0].shape
+    b, _, h, w = inputs[0][1]
     static = lambda v: isinstance(v, int) and v > 0  # noqa: E731
     return info.replace(batch=b if static(b) else None,
                         input_size=(h, w) if static(h) and static(w) else None)

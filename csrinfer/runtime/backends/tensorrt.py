@@ -81,6 +81,12 @@ class TensorRTBackend(Backend):
         self._graphs: dict[tuple, tuple] = {}
         self._lock = threading.Lock()  # one execution context: one inference at a time
 
+    @staticmethod
+    def read_info(path) -> ModelInfo:
+        from csrinfer.runtime.engine_sidecar import read_sidecar
+
+        return ModelInfo.from_metadata(read_sidecar(path)[0], str(path))
+
     def infer(self, feeds: Mapping[str, np.ndarray]) -> dict[str, object]:
         """A batch larger than the profile's largest runs in chunks of that size."""
         images = feeds[INPUT_NAME]

@@ -71,6 +71,13 @@ class TorchBackend(Backend):
         # A CUDA graph's outputs are its static buffers: one replay at a time, copied out.
         self._graph_lock = threading.Lock() if self.options.cuda_graph else None
 
+    @staticmethod
+    def read_info(path) -> ModelInfo:
+        from csrinfer.checkpoint import read_checkpoint
+        from csrinfer.config import config_from_dict
+
+        return ModelInfo.from_config(config_from_dict(read_checkpoint(path)["config"]))
+
     def infer(self, feeds: Mapping[str, np.ndarray]) -> dict[str, torch.Tensor]:
         images = torch.as_tensor(feeds["images"]).to(self.device, torch.float32)
         self.check_batch(images)
