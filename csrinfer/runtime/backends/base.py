@@ -45,9 +45,10 @@ class Backend(ABC):
     preprocess_device: str | None = None
 
     @staticmethod
-    @abstractmethod
     def read_info(path) -> ModelInfo:
-        """The :class:`ModelInfo` of a model file, read without loading the model."""
+        """The :class:`ModelInfo` of a model file, read without loading the model (each file
+        format's backend says how)."""
+        raise NotImplementedError
 
     @abstractmethod
     def infer(self, feeds: Mapping[str, np.ndarray]) -> dict[str, object]:
