@@ -168,7 +168,3 @@ def _too_large(label: str, size, max_pixels: int) -> str:
 def _pixels_in(message: str) -> int | None:
     m = re.search(r"\((\d+) pixels\)", message)
     return int(m.group(1)) if m else None
-
-
-def is_image_file(path: str | os.PathLike) -> bool:
-    return Path(path).suffix.lower() in IMAGE_SUFFIXES

@@ -53,12 +53,6 @@ class Gpu:
     index: int
     name: str
     compute_capability: tuple[int, int]
-    driver_cuda_version: tuple[int, int] | None = None  # what cuDriverGetVersion says, e.g. (12, 8)
-
-    @property
-    def sm(self) -> str:
-        """'sm_89'."""
-        return f"sm_{self.compute_capability[0]}{self.compute_capability[1]}"
 
 
 def gpu(index: int = 0) -> Gpu:
@@ -96,8 +90,7 @@ def _torch_gpu(index: int) -> Gpu | None:
         return None
     if not torch.cuda.is_available() or index >= torch.cuda.device_count():
         return None
-    return Gpu(index, torch.cuda.get_device_name(index), tuple(torch.cuda.get_device_capability(index)),
-               driver_cuda_version())
+    return Gpu(index, torch.cuda.get_device_name(index), tuple(torch.cuda.get_device_capability(index)))
 
 
 def _cuda_python_gpu(index: int) -> Gpu | None:
@@ -115,7 +108,7 @@ def _cuda_python_gpu(index: int) -> Gpu | None:
     except Exception:  # no driver library at all
         return None
     name = props.name.decode(errors="replace") if isinstance(props.name, bytes) else str(props.name)
-    return Gpu(index, name.rstrip("\x00"), (int(props.major), int(props.minor)), driver_cuda_version())
+    return Gpu(index, name.rstrip("\x00"), (int(props.major), int(props.minor)))
 
 
 def make_logger(trt, verbose: bool = False):

@@ -71,13 +71,6 @@ def all_reduce_mean(values: torch.Tensor, world: World) -> torch.Tensor:
     return values
 
 
-def all_reduce_max(values: torch.Tensor, world: World) -> torch.Tensor:
-    if world.distributed:
-        values = values.clone()
-        dist.all_reduce(values, op=dist.ReduceOp.MAX)
-    return values
-
-
 def barrier(world: World) -> None:
     if world.distributed:
         dist.barrier()

@@ -42,7 +42,3 @@ def test_no_gpu_is_one_sentence(monkeypatch):
     monkeypatch.setattr(tensorrt_env, "_cuda_python_gpu", lambda index: None)
     with pytest.raises(BackendUnavailableError, match="needs an NVIDIA GPU and none is visible here.*nvidia-smi"):
         gpu()
-
-
-def test_gpu_names_its_architecture():
-    assert tensorrt_env.Gpu(0, "NVIDIA L4", (8, 9)).sm == "sm_89"

@@ -85,10 +85,6 @@ class OnnxRuntimeBackend(Backend):
         return _info_of_graph({p.key: p.value for p in proto.metadata_props}, inputs,
                               [o.name for o in proto.graph.output], str(path))
 
-    @property
-    def providers(self) -> list[str]:
-        return self.session.get_providers()
-
     def infer(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         images = np.ascontiguousarray(feeds[INPUT_NAME], dtype=np.float32)
         self.check_batch(images)
