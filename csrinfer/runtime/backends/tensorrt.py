@@ -225,6 +225,12 @@ class _CudaPythonIO:
         self.stream = _cuda_check(cudart.cudaStreamCreate(), "cudaStreamCreate")
         self.stream_handle = int(self.stream)  # what execute_async_v3 takes
 
+    def __del__(self):
+        try:
+            self.cudart.cudaStreamDestroy(self.stream)
+        except Exception:  # noqa: BLE001 - at interpreter exit the driver may be gone first
+            pass
+
     def upload(self, array, dtype: np.dtype) -> "_DeviceArray":
         host = np.ascontiguousarray(np.asarray(array, dtype=dtype))
         buf = self.empty(host.shape, dtype)
