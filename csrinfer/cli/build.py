@@ -21,20 +21,25 @@ def shape_arg(text: str) -> tuple[int, ...]:
 
 def add_engine_arguments(p) -> None:
     """Builder flags shared by ``csrinfer build`` and ``csrinfer export``."""
+    from csrinfer.export.tensorrt import (DEFAULT_MAX_HW, DEFAULT_MIN_HW, DEFAULT_OPT_HW, DEFAULT_OPT_LEVEL,
+                                          DEFAULT_WORKSPACE_GIB)
+
+    hw = lambda size: "x".join(map(str, size))  # noqa: E731
     g = p.add_argument_group("TensorRT engine")
     g.add_argument("--fp32", action="store_true", help="build an FP32 engine (default: FP16)")
     g.add_argument("--min-shape", type=shape_arg, metavar="NxCxHxW",
-                   help="smallest input of a dynamic graph (default 1x3x32x32)")
+                   help=f"smallest input of a dynamic graph (default 1x3x{hw(DEFAULT_MIN_HW)})")
     g.add_argument("--opt-shape", type=shape_arg, metavar="NxCxHxW",
-                   help="input TensorRT tunes for (default 1x3x800x1344)")
+                   help=f"input TensorRT tunes for (default 1x3x{hw(DEFAULT_OPT_HW)})")
     g.add_argument("--max-shape", type=shape_arg, metavar="NxCxHxW",
-                   help="largest input of a dynamic graph (default: the opt batch x3x1344x1344)")
-    g.add_argument("--workspace", type=float, default=4.0, metavar="GIB", help="builder scratch memory (default 4)")
+                   help=f"largest input of a dynamic graph (default: the opt batch x3x{hw(DEFAULT_MAX_HW)})")
+    g.add_argument("--workspace", type=float, default=DEFAULT_WORKSPACE_GIB, metavar="GIB",
+                   help=f"builder scratch memory (default {DEFAULT_WORKSPACE_GIB:g})")
     g.add_argument("--timing-cache", metavar="PATH",
                    help="timing cache to read and update (default ~/.cache/csrinfer/tensorrt-VERSION-GPU.timing)")
     g.add_argument("--no-timing-cache", action="store_true", help="build without a timing cache")
-    g.add_argument("--opt-level", type=int, default=3, choices=range(6), metavar="0-5",
-                   help="builder optimisation level (default 3; 5 searches longest)")
+    g.add_argument("--opt-level", type=int, default=DEFAULT_OPT_LEVEL, choices=range(6), metavar="0-5",
+                   help=f"builder optimisation level (default {DEFAULT_OPT_LEVEL}; 5 searches longest)")
     g.add_argument("--version-compatible", action="store_true",
                    help="engine also runs on later TensorRT versions (not with the D2SFused plugin: export with --no-plugin)")
     g.add_argument("--hardware-compatible", action="store_true",

@@ -15,9 +15,7 @@ import torch
 
 from csrinfer.checkpoint import atomic_write
 from csrinfer.model.network import CSRD2SNet
-
-INPUT_NAME = "images"
-OUTPUT_NAMES = ("scores", "labels", "masks")
+from csrinfer.runtime.backends.base import INPUT_NAME, OUTPUT_NAMES  # the graph's contract (design.md §2)
 DEFAULT_OPSET = 18
 
 

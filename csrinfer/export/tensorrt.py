@@ -30,8 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from csrinfer.errors import ExportError
-
-INPUT_NAME = "images"
+from csrinfer.runtime.backends.base import INPUT_NAME
 TOPK_MAX = 3840  # TensorRT's ITopKLayer keeps at most 3840 elements (ITopKLayer docs, "K ... <= 3840")
 DEFAULT_WORKSPACE_GIB = 4.0
 DEFAULT_OPT_LEVEL = 3  # TensorRT's own default; 0 builds fastest, 5 searches longest

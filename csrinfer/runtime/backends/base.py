@@ -12,11 +12,14 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from csrinfer.errors import ConfigError
-from csrinfer.runtime.model_info import ModelInfo
+
+if TYPE_CHECKING:  # the graph's names and device strings are needed without torch or OpenCV
+    import numpy as np
+
+    from csrinfer.runtime.model_info import ModelInfo
 
 INPUT_NAME = "images"
 OUTPUT_NAMES = ("scores", "labels", "masks")
