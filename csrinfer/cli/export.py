@@ -22,9 +22,10 @@ def add_arguments(p) -> None:
     p.add_argument("--opset", type=int, default=None, help="ONNX opset (default 18)")
     p.add_argument("--no-simplify", action="store_true", help="skip onnxslim's constant folding")
     p.add_argument("--onnx-only", action="store_true", help="do not go on to a TensorRT engine")
-    p.add_argument("--plugin", action="store_true",
-                   help="also write model.plugin.onnx (D2SFused nodes) without TensorRT; the engine always uses it")
-    p.add_argument("--no-plugin", action="store_true", help="build the engine from the standard graph")
+    plugin = p.add_mutually_exclusive_group()
+    plugin.add_argument("--plugin", action="store_true",
+                        help="also write model.plugin.onnx (D2SFused nodes) without TensorRT; the engine always uses it")
+    plugin.add_argument("--no-plugin", action="store_true", help="build the engine from the standard graph")
     p.add_argument("--fp16-onnx", action="store_true",
                    help="also write model.fp16.onnx (FP16 network, FP32 I/O); the FP16 engine is built from it")
     add_engine_arguments(p)

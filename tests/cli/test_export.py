@@ -6,6 +6,7 @@ import importlib.util
 
 import numpy as np
 import onnx
+import pytest
 
 from csrinfer.cli import main
 from tests.conftest import photo_like
@@ -40,3 +41,9 @@ def test_bad_flags_are_one_line(tmp_path, small_ckpt, capsys):
     assert main(["export", "--ckpt", str(tmp_path / "none.pth")]) == 2
     assert "does not exist" in capsys.readouterr().err
     assert not (tmp_path / "model.onnx").exists()
+
+
+def test_plugin_and_no_plugin_together_are_refused(capsys):
+    with pytest.raises(SystemExit) as stop:
+        main(["export", "--ckpt", "m.pth", "--plugin", "--no-plugin"])
+    assert stop.value.code == 2 and "not allowed with argument" in capsys.readouterr().err
