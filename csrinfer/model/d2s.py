@@ -38,8 +38,9 @@ class DepthToSpace(nn.Module):
     Args:
         in_channels: channels before the shuffle (divisible by 4).
         out_channels: channels after the pointwise conv (the neck width).
-        fused_op: replaces ``d2s_fused_reference`` (same signature); the GPU fast path and the
-            plugin export set it. ``None`` uses the reference.
+        fused_op: replaces ``d2s_fused_reference`` (same signature); the GPU fast path sets it
+            (``enable_fused_d2s``). ``None`` uses the reference. (The plugin graph is not made
+            here: ``export/plugin_graph.py`` rewrites the exported ONNX.)
     """
 
     def __init__(self, in_channels: int, out_channels: int,
