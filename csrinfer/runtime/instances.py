@@ -51,22 +51,25 @@ class Instances:
             index = [int(index)]
         return Instances(self.masks[index], self.labels[index], self.scores[index], self.boxes[index], self.class_names)
 
+    def rle(self) -> list[dict]:
+        """Each mask as a COCO RLE (pycocotools' compressed form: ``{"size": [H, W], "counts": bytes}``)."""
+        from pycocotools import mask as mask_utils
+
+        if len(self) == 0:
+            return []
+        return mask_utils.encode(np.asfortranarray(self.masks.transpose(1, 2, 0).astype(np.uint8)))
+
     def to_coco(self, image_id: int, category_ids: Sequence[int] | None = None) -> list[dict]:
         """COCO results entries (segm, RLE with ``counts`` as str, bbox as x, y, w, h).
 
         ``category_ids`` maps label i to a dataset category id (default: i + 1, COCO-style 1-based).
         """
-        from pycocotools import mask as mask_utils
-
         # Checked even without instances: an image with a high label would fail only sometimes.
         if category_ids is not None and len(category_ids) < len(self.class_names):
             raise ConfigError(f"category_ids has {len(category_ids)} ids for {len(self.class_names)} classes; "
                               "give one dataset category id per class")
-        if len(self) == 0:
-            return []
-        rles = mask_utils.encode(np.asfortranarray(self.masks.transpose(1, 2, 0).astype(np.uint8)))
         out = []
-        for i, rle in enumerate(rles):
+        for i, rle in enumerate(self.rle()):
             label = int(self.labels[i])
             x1, y1, x2, y2 = (float(v) for v in self.boxes[i])
             out.append({

@@ -48,8 +48,6 @@ OUTPUT_SPECS = {
 
 def encode_instances(batch: Sequence[Instances]) -> dict[str, np.ndarray]:
     """Instances of ``b`` images -> the output arrays above."""
-    from pycocotools import mask as mask_utils
-
     b = len(batch)
     n = max((len(x) for x in batch), default=0)
     out = {
@@ -69,8 +67,7 @@ def encode_instances(batch: Sequence[Instances]) -> dict[str, np.ndarray]:
         out["scores"][i, :k] = inst.scores
         out["labels"][i, :k] = inst.labels
         out["boxes"][i, :k] = inst.boxes
-        rles = mask_utils.encode(np.asfortranarray(inst.masks.transpose(1, 2, 0).astype(np.uint8)))
-        out["masks_rle"][i, :k] = [r["counts"] for r in rles]
+        out["masks_rle"][i, :k] = [r["counts"] for r in inst.rle()]
     return out
 
 
