@@ -169,7 +169,7 @@ class Trainer:
             self.out_dir.mkdir(parents=True, exist_ok=True)
             self._announce()
         if self.iteration == 0 and self.tc.crop_pretrain_steps > 0:
-            self._pretrain_backbone()  # inside the time budget: it is part of the training
+            self._pretrain_backbone(progress and main)  # inside the time budget: it is part of the training
             self.started = (time.monotonic(), self.iteration)  # the speed estimate is the detector's
         self.metrics = MetricsLog(self.out_dir, enabled=main)
         self.bar = _progress_bar(self.stop_at, self.iteration, enabled=progress and main)
@@ -269,7 +269,7 @@ class Trainer:
         if self.fit_to_time:
             self._fit_to_time()
 
-    def _pretrain_backbone(self) -> None:
+    def _pretrain_backbone(self, progress: bool) -> None:
         """``train.crop_pretrain_steps`` of backbone warm-up on object crops
         (:mod:`csrinfer.train.pretrain`), unless the backbone starts from ImageNet weights."""
         if self.cfg.model.pretrained:
@@ -283,16 +283,22 @@ class Trainer:
             log.warning("no object to crop in %s; the backbone starts from scratch", self.dataset.ann_file)
             return
         started = time.monotonic()
+        # A short run gets a short warm-up: never more steps than training iterations, and at
+        # most a quarter of the time budget (it is counted in the budget).
+        steps = min(self.tc.crop_pretrain_steps, self.stop_at)
+        deadline = None if self.deadline is None else started + 0.25 * (self.deadline - started)
         stats = pretrain_backbone(self.model.backbone, crops, labels, self.cfg.model.num_classes,
-                                  self.tc.crop_pretrain_steps, self.model.mean, self.model.std, lr=self.peak_lr,
+                                  steps, self.model.mean, self.model.std, lr=self.peak_lr,
                                   weight_decay=self.tc.weight_decay, device=self.device,
-                                  autocast_dtype=self.autocast_dtype, seed=self.tc.seed)
+                                  autocast_dtype=self.autocast_dtype, seed=self.tc.seed, deadline=deadline,
+                                  progress=progress)
         if self.world.distributed:  # every process did the same; rank 0's weights make sure of it
             for tensor in self.model.backbone.state_dict().values():
                 torch.distributed.broadcast(tensor, src=0)
         if self.world.is_main:
-            log.info("backbone warm-up: %d steps on %d object crops in %.0f s; crop accuracy %.2f at the end",
-                     self.tc.crop_pretrain_steps, len(labels), time.monotonic() - started, stats["accuracy"])
+            log.info("backbone warm-up: %d of %d steps on %d object crops in %.0f s; crop accuracy %.2f at the end",
+                     stats["steps"], self.tc.crop_pretrain_steps, len(labels), time.monotonic() - started,
+                     stats.get("accuracy", float("nan")))
 
     def _fit_to_time(self) -> None:
         """Re-estimate how many iterations the time budget holds, from this run's mean speed so far.

@@ -13,8 +13,10 @@ training set is used.
 
 from __future__ import annotations
 
+import collections
 import logging
 import math
+import time
 
 import cv2
 import numpy as np
@@ -56,9 +58,13 @@ def object_crops(dataset: CocoInstanceDataset, size: int = 64, margin: tuple[flo
 def pretrain_backbone(backbone: nn.Module, crops: torch.Tensor, labels: torch.Tensor, num_classes: int,
                       steps: int, mean: torch.Tensor, std: torch.Tensor, lr: float = 1e-3,
                       weight_decay: float = 0.05, batch_size: int = 64, device: torch.device | None = None,
-                      autocast_dtype: torch.dtype | None = None, seed: int = 0) -> dict:
+                      autocast_dtype: torch.dtype | None = None, seed: int = 0, deadline: float | None = None,
+                      progress: bool = False) -> dict:
     """Train ``backbone`` (in place) as a classifier of ``crops`` for ``steps`` AdamW steps, with
-    random horizontal flips. Returns the mean loss and accuracy of the last tenth of the steps."""
+    random horizontal flips, stopping early at ``deadline`` (``time.monotonic()``). Returns the
+    steps done and the mean loss and accuracy of their last tenth."""
+    from tqdm import tqdm
+
     device = device or next(backbone.parameters()).device
     generator = torch.Generator().manual_seed(seed)
     classifier = nn.Linear(backbone.out_channels[-1], num_classes).to(device)
@@ -67,8 +73,11 @@ def pretrain_backbone(backbone: nn.Module, crops: torch.Tensor, labels: torch.Te
     mean, std = mean.to(device), std.to(device)
     backbone.train()
     tail = max(1, math.ceil(steps / 10))
-    losses, hits = [], []
-    for step in range(steps):
+    losses, hits = collections.deque(maxlen=tail), collections.deque(maxlen=tail)
+    done = 0
+    for _ in tqdm(range(steps), desc="backbone warm-up", unit="step", disable=not progress, dynamic_ncols=True):
+        if deadline is not None and time.monotonic() > deadline:
+            break
         index = torch.randint(len(labels), (batch_size,), generator=generator)
         x = crops[index].to(device).float()
         if torch.rand((), generator=generator) < 0.5:
@@ -80,7 +89,9 @@ def pretrain_backbone(backbone: nn.Module, crops: torch.Tensor, labels: torch.Te
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        if step >= steps - tail:
-            losses.append(loss.item())
-            hits.append(float((logits.argmax(1) == y).float().mean()))
-    return {"loss": sum(losses) / len(losses), "accuracy": sum(hits) / len(hits)} if steps else {}
+        losses.append(loss.item())
+        hits.append(float((logits.argmax(1) == y).float().mean()))
+        done += 1
+    if not done:
+        return {"steps": 0}
+    return {"steps": done, "loss": sum(losses) / len(losses), "accuracy": sum(hits) / len(hits)}

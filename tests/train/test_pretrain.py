@@ -41,14 +41,27 @@ def _trainable(**train):
 
 def test_training_warms_the_backbone_up_once_and_not_again_on_resume(tiny_data, tmp_path, monkeypatch):
     calls = []
-    monkeypatch.setattr(loop, "pretrain_backbone", lambda *a, **k: calls.append(a[4]) or {"accuracy": 1.0})
-    train(_trainable(crop_pretrain_steps=7), tiny_data, tmp_path, max_iters=2, progress=False)
-    train(_trainable(crop_pretrain_steps=7), tiny_data, tmp_path, max_iters=3, resume=True, progress=False)
-    assert calls == [7]
+    monkeypatch.setattr(loop, "pretrain_backbone",
+                        lambda *a, **k: calls.append(a[4]) or {"steps": a[4], "accuracy": 1.0})
+    train(_trainable(crop_pretrain_steps=7), tiny_data, tmp_path, max_iters=4, progress=False)
+    train(_trainable(crop_pretrain_steps=7), tiny_data, tmp_path, max_iters=5, resume=True, progress=False)
+    assert calls == [4]  # never more warm-up steps than training iterations; none on resume
     train(tiny_config(crop_pretrain_steps=7), tiny_data, tmp_path / "frozen", max_iters=1, progress=False)
-    assert calls == [7]  # a frozen backbone has nothing to warm up
+    assert calls == [4]  # a frozen backbone has nothing to warm up
     cfg = _trainable(crop_pretrain_steps=7)
     cfg.model.pretrained = True  # ImageNet weights make the warm-up pointless
     monkeypatch.setattr(loop, "build_model", lambda c: build_model(_trainable()))  # no download in a test
     train(cfg, tiny_data, tmp_path / "imagenet", max_iters=1, progress=False)
-    assert calls == [7]
+    assert calls == [4]
+
+
+def test_the_warm_up_stops_at_its_deadline(tiny_data):
+    import time
+
+    cfg = tiny_config()
+    model = build_model(cfg)
+    crops, labels = object_crops(_train_dataset(cfg, tiny_data), size=32)
+    run = lambda **k: pretrain_backbone(model.backbone, crops, labels, 4, steps=3, mean=model.mean,  # noqa: E731
+                                        std=model.std, batch_size=4, **k)
+    assert run()["steps"] == 3 and run(deadline=time.monotonic() + 600)["steps"] == 3
+    assert run(deadline=time.monotonic() - 1) == {"steps": 0}
