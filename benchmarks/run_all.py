@@ -497,7 +497,8 @@ def parse_args(argv=None):
     from csrinfer.cli.common import parse_hw
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results", help="folder for <machine>.json/.md/.png")
+    p.add_argument("--out", type=Path, default=None,
+                   help="folder for <machine>.json/.md/.png (default benchmarks/results; a dry run needs it given)")
     p.add_argument("--machine", default=None, help="file name stem (default: cpu-<N>core or gpu-<name>)")
     p.add_argument("--device", default=None, help="cpu or cuda[:N] (default: cuda when available)")
     p.add_argument("--quick", action="store_true", help="fewer iterations; torch.compile in the first cell only")
@@ -564,9 +565,12 @@ def main(argv=None) -> int:
         # FP32 means FP32 (the paper's V100 has no TF32); the fast path runs FP16 anyway.
         torch.backends.cudnn.allow_tf32 = False
         torch.backends.cuda.matmul.allow_tf32 = False
+    if args.dry_run and args.out is None:  # its tiny numbers must never replace the published ones
+        print("run_all.py: a dry run needs --out, a folder outside benchmarks/results", file=sys.stderr)
+        return 2
     budget = Budget(s.budget_s)
     name = args.machine or machine_name(s.device)
-    out = Path(args.out)
+    out = Path(args.out) if args.out is not None else REPO / "benchmarks" / "results"
     json_path = out / f"{name}.json"
     report = {
         "schema": "csrinfer-run-all/1", "machine": name, "device": s.device,

@@ -119,3 +119,11 @@ def test_budget_skips_and_says_so(tmp_path):
         "pytorch_eager_fp32 128x96 batch 1", "pytorch_eager_fp32 64x64 batch 1",
         "pytorch_eager_fp32 128x96 batch 2", "pytorch_eager_fp32 64x64 batch 2"]
     assert any(s["what"] == "onnxruntime_cpu" and "--skip" in s["reason"] for s in report["skipped"])
+
+
+def test_a_dry_run_never_writes_over_the_published_results(capsys):
+    results = Path(__file__).resolve().parents[2] / "benchmarks" / "results"
+    before = {p.name: p.stat().st_mtime_ns for p in results.iterdir()}
+    assert load("run_all").main(["--dry-run"]) == 2
+    assert "a dry run needs --out" in capsys.readouterr().err
+    assert {p.name: p.stat().st_mtime_ns for p in results.iterdir()} == before
