@@ -69,6 +69,18 @@ def find_tritonserver() -> tuple[Path, Path]:
     raise BackendUnavailableError(f"the tritonserver binary was not found; {INSTALL_HINT}")
 
 
+def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
+    """Whether nothing listens on ``port`` (SO_REUSEADDR, as servers bind: a closed connection's
+    TIME_WAIT does not count as busy)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
 def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
     """``count`` distinct free TCP ports on ``host`` (held open together so they differ)."""
     socks = []
@@ -203,6 +215,7 @@ class TritonServer:
         backends = prepare_backends(root, self._workdir)
         ensure_stub_numpy()
         chosen = dict(self.ports)
+        self._refuse_busy_ports(chosen)
         for attempt in range(attempts):
             free = iter(free_ports(3, self.host))
             self.ports = {k: v or next(free) for k, v in chosen.items()}
@@ -215,6 +228,14 @@ class TritonServer:
                     raise
                 self._end_process()
         return self
+
+    def _refuse_busy_ports(self, chosen: dict[str, int]) -> None:
+        """Ports asked for that something already listens on are refused before launching:
+        another server there would answer our readiness check as if it were this one."""
+        for kind, port in chosen.items():
+            if port and not port_is_free(port, self.host):
+                raise ServerError(f"port {port} ({kind}) on {self.host} is already in use, by another server "
+                                  f"perhaps; choose other ports")
 
     def _lost_a_free_port(self, chosen: dict[str, int]) -> bool:
         """Whether Triton found a port busy that was picked free here (not one the caller asked for)."""

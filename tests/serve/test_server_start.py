@@ -25,7 +25,25 @@ def busy_port():
         yield s.getsockname()[1]
 
 
-def test_a_busy_port_is_the_reason_not_an_earlier_runs_line(tmp_path, busy_port):
+def test_a_port_asked_for_that_is_busy_is_refused_before_launching(tmp_path, busy_port):
+    """Another server on the port would otherwise answer the readiness check for this one."""
+    (tmp_path / "repo").mkdir()
+    log = tmp_path / "tritonserver.log"
+    server = TritonServer(tmp_path / "repo", grpc_port=busy_port, log_file=log)
+    with pytest.raises(ServerError, match=f"^port {busy_port} \\(grpc\\) on 127.0.0.1 is already in use"):
+        server.start(timeout=60)
+    assert server.process is None and not log.exists()
+
+
+@pytest.fixture
+def taken_after_the_check(monkeypatch):
+    """A port that another process binds between our check and Triton's own bind."""
+    import csrinfer.serve.server
+
+    monkeypatch.setattr(csrinfer.serve.server, "port_is_free", lambda port, host="127.0.0.1": True)
+
+
+def test_a_busy_port_is_the_reason_not_an_earlier_runs_line(tmp_path, busy_port, taken_after_the_check):
     (tmp_path / "repo").mkdir()
     log = tmp_path / "tritonserver.log"
     log.write_text(STALE)
@@ -48,7 +66,7 @@ def test_stop_leaves_no_work_folder(tmp_path):
     assert (tmp_path / "tritonserver.log").exists()
 
 
-def test_a_failed_start_keeps_only_the_log_it_names(tmp_path, busy_port):
+def test_a_failed_start_keeps_only_the_log_it_names(tmp_path, busy_port, taken_after_the_check):
     (tmp_path / "repo").mkdir()
     server = TritonServer(tmp_path / "repo", http_port=busy_port)
     with pytest.raises(ServerError, match="already in use") as info:
