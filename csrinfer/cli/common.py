@@ -50,6 +50,20 @@ def output_file(*suffixes: str):
     return parse
 
 
+def output_folder(text: str) -> str:
+    """An argparse type for a folder to write into: refused before the work when it, or a folder
+    above it, is a file."""
+    path = Path(text)
+    blocking = next((p for p in (path, *path.parents) if p.exists() and not p.is_dir()), None)
+    if blocking is not None:
+        where = "" if blocking == path else f" (needed for {text})"
+        raise argparse.ArgumentTypeError(f"'{blocking}' is a file, not a folder{where}")
+    return text
+
+
+output_folder.__name__ = "folder"
+
+
 def next_free_folder(base: str | Path) -> Path:
     """``base``, or ``base2``, ``base3``, ... when it already holds files: a default output
     folder never takes over an earlier run's results (Ultralytics' runs/predict, predict2)."""

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import os
 
-from csrinfer.cli.common import non_negative_int, positive_float, positive_int
+from csrinfer.cli.common import non_negative_int, output_folder, positive_float, positive_int
 
 HELP = "the whole pipeline on a fresh CPU machine in ~10 minutes: data, training, ONNX, AP, FPS, overlays"
 
 
 def add_arguments(p) -> None:
-    p.add_argument("--out", default="runs/demo", metavar="DIR", help="output folder (default runs/demo)")
+    p.add_argument("--out", default="runs/demo", metavar="DIR", type=output_folder, help="output folder (default runs/demo)")
     p.add_argument("--minutes", type=positive_float, default=None, metavar="M",
                    help="training time (default 7; the other stages take 1-2 minutes on 2 CPU cores)")
     p.add_argument("--n-train", type=positive_int, default=None, help="synthetic training images (default 1000)")

@@ -7,14 +7,14 @@ Thin: parses the flags into :class:`csrinfer.export.pipeline.ExportOptions` and 
 from __future__ import annotations
 
 from csrinfer.cli.build import add_engine_arguments, engine_options
-from csrinfer.cli.common import parse_hw, positive_int
+from csrinfer.cli.common import output_folder, parse_hw, positive_int
 
 HELP = "export a checkpoint to ONNX (and a TensorRT engine where TensorRT is installed)"
 
 
 def add_arguments(p) -> None:
     p.add_argument("--ckpt", required=True, help="checkpoint .pth to export")
-    p.add_argument("--out", default=None, metavar="DIR", help="output folder (default: the checkpoint's folder)")
+    p.add_argument("--out", default=None, metavar="DIR", type=output_folder, help="output folder (default: the checkpoint's folder)")
     p.add_argument("--input-size", type=parse_hw, default=None, metavar="HxW",
                    help="input size, multiples of 32 (default: the config's export size, 800x1344 for the paper model)")
     p.add_argument("--dynamic", action="store_true", help="batch, height and width free in the graph")

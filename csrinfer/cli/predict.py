@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 
-from csrinfer.cli.common import next_free_folder, positive_int
+from csrinfer.cli.common import next_free_folder, output_folder, positive_int
 
 HELP = "run a model on images, folders, video files or a camera; write overlays and COCO results"
 
@@ -21,7 +21,7 @@ def add_arguments(p) -> None:
     source.add_argument("--model", help="model file: .pth/.pt, .onnx, .plan/.engine")
     source.add_argument("--server", metavar="URL",
                         help="a Triton server running a csrinfer model instead (HOST:PORT, http:// or grpc://)")
-    p.add_argument("--out", default=None, metavar="DIR",
+    p.add_argument("--out", default=None, metavar="DIR", type=output_folder,
                    help="output folder (default runs/predict, or runs/predict2, ... when that holds results)")
     p.add_argument("--score-thr", type=float, default=None, metavar="T",
                    help="keep instances scoring above T (default: all the model returns, its own thresholds applied)")

@@ -13,25 +13,31 @@ from csrinfer.cli import main
 REPO = Path(__file__).resolve().parents[2]
 
 
-def test_a_dataset_under_an_impossible_folder_is_one_sentence(tmp_path, capsys):
-    (tmp_path / "file").write_text("not a folder")
-    assert main(["data", "synth", "--out", str(tmp_path / "file" / "shapes"), "--n", "1"]) == 2
-    err = capsys.readouterr().err.strip()
-    assert err.startswith("csrinfer data: error: cannot create ") and "Traceback" not in err
-    assert err.endswith(f"{tmp_path / 'file'} is a file, not a folder") and len(err.splitlines()) == 1
-
-
+@pytest.mark.parametrize("command", [["data", "synth"], ["predict", "photo.png", "--model", "m.onnx"],
+                                     ["train", "--config", "c.yaml", "--data", "d"], ["export", "--ckpt", "m.pth"],
+                                     ["demo"]])
 @pytest.mark.parametrize("out", ["file", "file/sub"])
-def test_an_output_folder_that_is_a_file_is_named_as_such(tmp_path, capsys, out, small_onnx):
-    import cv2
-
-    from tests.conftest import photo_like
-
+def test_an_output_folder_that_is_a_file_is_refused_before_any_work(tmp_path, capsys, command, out):
     (tmp_path / "file").write_text("not a folder")
-    cv2.imwrite(str(tmp_path / "photo.png"), photo_like(0, 64, 96))
-    assert main(["predict", str(tmp_path / "photo.png"), "--model", str(small_onnx), "--quiet",
-                 "--out", str(tmp_path / out)]) == 1
-    assert f"{tmp_path / 'file'} is a file, not a folder" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as stop:
+        main([*command, "--out", str(tmp_path / out)])
+    err = capsys.readouterr().err.strip()
+    assert stop.value.code == 2 and "Traceback" not in err  # argparse's usage, then one error line
+    assert err.splitlines()[-1].endswith(f"argument --out: '{tmp_path / 'file'}' is a file, not a folder"
+                        + (f" (needed for {tmp_path / out})" if out != "file" else ""))
+
+
+def test_a_dataset_under_an_impossible_folder_is_one_sentence(tmp_path, capsys, monkeypatch):
+    """A folder that cannot be made for another reason (here: no permission) is one sentence too."""
+    import csrinfer.data.synthetic
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(tmp_path / "locked"))
+
+    monkeypatch.setattr(csrinfer.data.synthetic.tempfile, "mkdtemp", refuse)
+    assert main(["data", "synth", "--out", str(tmp_path / "locked" / "shapes"), "--n", "1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"csrinfer data: error: cannot create {tmp_path / 'locked' / 'shapes'}: Permission denied: {tmp_path / 'locked'}"
 
 
 def test_an_os_error_is_one_sentence_with_exit_code_1(monkeypatch, capsys):
