@@ -36,8 +36,12 @@ def add_arguments(p) -> None:
 
 def options_from_args(args):
     """The ExportOptions the flags ask for (later flags add fields here)."""
+    from csrinfer.errors import ConfigError
     from csrinfer.export.pipeline import ExportOptions
 
+    if args.dynamic and args.input_size is not None:
+        raise ConfigError("--input-size fixes a static graph's size and a --dynamic graph takes any size; "
+                          "give one of them (--opt-shape tunes a dynamic engine for one size)")
     options = ExportOptions(out_dir=args.out, input_size=args.input_size, batch=args.batch, dynamic=args.dynamic,
                             simplify=not args.no_simplify, engine=not args.onnx_only, plugin=not args.no_plugin,
                             write_plugin=args.plugin, fp16_onnx=args.fp16_onnx, builder=engine_options(args))

@@ -47,3 +47,8 @@ def test_plugin_and_no_plugin_together_are_refused(capsys):
     with pytest.raises(SystemExit) as stop:
         main(["export", "--ckpt", "m.pth", "--plugin", "--no-plugin"])
     assert stop.value.code == 2 and "not allowed with argument" in capsys.readouterr().err
+
+
+def test_a_dynamic_graph_with_an_input_size_is_refused(capsys):
+    assert main(["export", "--ckpt", "m.pth", "--dynamic", "--input-size", "640x640"]) == 2
+    assert "--input-size fixes a static graph's size and a --dynamic graph takes any size" in capsys.readouterr().err
