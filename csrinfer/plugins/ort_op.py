@@ -83,12 +83,13 @@ def to_ort_graph(model: onnx.ModelProto) -> onnx.ModelProto:
     return out
 
 
-def session(model: str | os.PathLike | onnx.ModelProto, providers=("CPUExecutionProvider",)):
-    """An ``onnxruntime.InferenceSession`` for a graph with ``D2SFused`` nodes (or none)."""
+def session(model: str | os.PathLike | onnx.ModelProto, providers=("CPUExecutionProvider",), options=None):
+    """An ``onnxruntime.InferenceSession`` for a graph with ``D2SFused`` nodes (or none);
+    ``options``: the ``SessionOptions`` to add the custom op to (default: new ones)."""
     import onnxruntime as ort
 
     proto = model if isinstance(model, onnx.ModelProto) else onnx.load(str(model))
-    options = ort.SessionOptions()
+    options = options or ort.SessionOptions()
     options.register_custom_ops_library(register())
     return ort.InferenceSession(to_ort_graph(proto).SerializeToString(), options, providers=list(providers))
 

@@ -209,3 +209,17 @@ def test_model_info_read_without_loading_is_the_loaded_backends(small_ckpt, smal
     for model in (small_ckpt, small_onnx, small_onnx_dynamic):
         assert read_model_info(model) == Segmenter(model).info
     assert read_model_info(small_onnx).input_size == EXPORT_SIZE and read_model_info(small_onnx_dynamic).dynamic
+
+
+def test_the_tensorrt_plugin_graph_runs_in_onnx_runtime_like_the_standard_one(tmp_path, small_ckpt):
+    """model.plugin.onnx (D2SFused nodes) loads as .onnx: the nodes run on their reference."""
+    from csrinfer.export.pipeline import ExportOptions, export_model
+
+    result = export_model(small_ckpt, ExportOptions(out_dir=tmp_path, input_size=EXPORT_SIZE, engine=False,
+                                                    write_plugin=True))
+    plugin_graph = next(g for g in result.graphs if g.name == "model.plugin.onnx")
+    image = photo_like(70, 150, 200)
+    want, got = Segmenter(result.onnx).predict(image), Segmenter(plugin_graph).predict(image)
+    assert len(want) > 0 and len(got) == len(want)
+    np.testing.assert_allclose(got.scores, want.scores, atol=1e-4)
+    np.testing.assert_array_equal(got.labels, want.labels)

@@ -61,10 +61,7 @@ class OnnxRuntimeBackend(Backend):
         if threads:
             options.intra_op_num_threads = int(threads)
         options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
-        try:
-            self.session = ort.InferenceSession(str(path), options, providers=providers)
-        except Exception as e:  # onnxruntime raises its own Fail/InvalidGraph/... types
-            raise ModelFileError(f"ONNX Runtime cannot load {path} ({first_line(e)})") from None
+        self.session = _open_session(path, options, providers)
         self.info = _info_of_graph(self.session.get_modelmeta().custom_metadata_map,
                                    [(i.name, i.shape) for i in self.session.get_inputs()],
                                    [o.name for o in self.session.get_outputs()], str(path))
@@ -89,6 +86,40 @@ class OnnxRuntimeBackend(Backend):
         images = np.ascontiguousarray(feeds[INPUT_NAME], dtype=np.float32)
         self.check_batch(images)
         return dict(zip(self._output_names, self.session.run(self._output_names, {INPUT_NAME: images})))
+
+
+def _open_session(path: Path, options, providers):
+    """An InferenceSession; for the TensorRT plugin graph (``model.plugin.onnx``) one whose
+    ``D2SFused`` nodes run on their reference (csrinfer/plugins/ort_op.py)."""
+    import onnxruntime as ort
+
+    try:
+        return ort.InferenceSession(str(path), options, providers=providers)
+    except Exception as e:  # onnxruntime raises its own Fail/InvalidGraph/... types
+        error = e
+    if _has_plugin_nodes(path):  # looked at only now: the common graph pays no second parse
+        from csrinfer.plugins import ort_op
+
+        try:
+            return ort_op.session(path, providers, options)
+        except BackendUnavailableError:
+            raise
+        except Exception as e:  # noqa: BLE001
+            error = e
+    raise ModelFileError(f"ONNX Runtime cannot load {path} ({first_line(error)})") from None
+
+
+def _has_plugin_nodes(path: Path) -> bool:
+    """Whether the graph holds csrinfer's ``D2SFused`` nodes (read without its weights)."""
+    import onnx
+
+    from csrinfer.export.plugin_graph import OP_TYPE
+
+    try:
+        graph = onnx.load(str(path), load_external_data=False).graph
+    except Exception:  # noqa: BLE001 - not ONNX at all: InferenceSession says so in its own words
+        return False
+    return any(node.op_type == OP_TYPE for node in graph.node)
 
 
 def _info_of_graph(metadata: Mapping[str, str], inputs: list[tuple[str, list]], outputs: list[str],
