@@ -24,6 +24,7 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import shutil
 import threading
@@ -36,6 +37,8 @@ from csrinfer.errors import ConfigError
 MARKER = ".csrinfer-demo"  # written in ``out`` so that a rerun may clear it, and nothing else
 PARTS = ("shapes", "train", "export", "overlays", "report.md", "report.json")
 SMALL_CONFIG = Path(__file__).resolve().parents[1] / "models" / "csr_d2s_r18_small.yaml"
+QUICK = dict(n_train=12, n_val=4, bench_iters=2)  # with 3 iterations at 128-160 px: seconds
+QUICK_ITERS = 3
 
 
 @dataclass
@@ -47,7 +50,8 @@ class DemoOptions:
         overlays: val images drawn into ``out/overlays``.
         bench_iters: timed iterations of the speed measurement (after 3 warm-up ones).
         seed: dataset seed.
-        quick: CI size: 12 train and 4 val images of the small config at 128-160 px, 3 iterations.
+        quick: CI size (``QUICK``): 12 train and 4 val images of the small config at 128-160 px,
+            3 iterations; ``minutes``, ``n_train``, ``n_val`` and ``bench_iters`` are replaced.
         config: the model config (default: models/csr_d2s_r18_small.yaml).
     """
 
@@ -69,12 +73,15 @@ def run_demo(options: DemoOptions, say=print, command: str | None = None) -> dic
 
     if options.minutes <= 0 or options.n_train < 1 or options.n_val < 1:
         raise ConfigError("--minutes, --n-train and --n-val must be positive")
+    if options.quick:  # the report then records the sizes that ran
+        options = dataclasses.replace(options, **QUICK)
     out = prepare_folder(Path(options.out))
     started, load_start, times = time.monotonic(), loadavg(), {}
     report = {"options": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(options).items()},
               "date": now_iso(), "command": command or command_line(), "loadavg_start": load_start}
     stages = [("dataset", "writing the synthetic shapes dataset", lambda: dataset_stage(options, out, report)),
-              ("train", f"training the small model for {options.minutes:g} min on the CPU",
+              ("train", "training the small model " + (f"for {QUICK_ITERS} iterations (--quick)" if options.quick
+                                                        else f"for {options.minutes:g} min") + " on the CPU",
                lambda: train_stage(options, out, report)),
               ("export", "exporting it to ONNX", lambda: export_stage(out, report)),
               ("evaluate", "mask AP and speed of the ONNX file (Segmenter, ONNX Runtime)",
@@ -128,9 +135,8 @@ def demo_config(options: DemoOptions):
 def dataset_stage(options: DemoOptions, out: Path, report: dict) -> None:
     from csrinfer.data.synthetic import write_synthetic
 
-    n_train, n_val = (12, 4) if options.quick else (options.n_train, options.n_val)
-    write_synthetic(out / "shapes", n_train, n_val, options.seed, progress=True)
-    report["dataset"] = {"path": str(out / "shapes"), "train_images": n_train, "val_images": n_val,
+    write_synthetic(out / "shapes", options.n_train, options.n_val, options.seed, progress=True)
+    report["dataset"] = {"path": str(out / "shapes"), "train_images": options.n_train, "val_images": options.n_val,
                          "seed": options.seed}
 
 
@@ -141,7 +147,7 @@ def train_stage(options: DemoOptions, out: Path, report: dict) -> None:
     cfg = demo_config(options)
     t0 = time.monotonic()
     final = train(cfg, out / "shapes", out / "train", max_minutes=options.minutes, device="cpu",
-                  max_iters=3 if options.quick else None, fit_to_time=not options.quick)
+                  max_iters=QUICK_ITERS if options.quick else None, fit_to_time=not options.quick)
     meta = read_checkpoint(final)["meta"]
     report["training"] = {"config": cfg.name, "checkpoint": str(final), "seconds": round(time.monotonic() - t0, 1),
                           "iterations": meta["iteration"], "batch_size": cfg.train.batch_size,
@@ -160,7 +166,7 @@ def export_stage(out: Path, report: dict) -> None:
 def evaluate_stage(options: DemoOptions, out: Path, report: dict) -> None:
     from csrinfer.bench import benchmark
 
-    result = benchmark(report["export"]["onnx"], device="cpu", warmup=3, iters=2 if options.quick else options.bench_iters,
+    result = benchmark(report["export"]["onnx"], device="cpu", warmup=3, iters=options.bench_iters,
                        data=out / "shapes", coco_results=out / "export" / "results_val.json", progress=True,
                        argv=["csrinfer", "bench", "--engine", report["export"]["onnx"], "--data", str(out / "shapes")])
     report["accuracy"] = result["accuracy"]

@@ -50,6 +50,10 @@ def test_demo_prints_ap_and_fps(demo):
     out, _, printed = demo
     report = json.loads((out / "report.json").read_text())
     assert "mask AP on 4 synthetic val images" in printed
+    assert "training the small model for 3 iterations (--quick) on the CPU" in printed
+    # what the report records is what ran, not the full-size defaults --quick replaced
+    assert (report["options"]["n_train"], report["options"]["n_val"]) == (12, 4)
+    assert report["command"] == f"csrinfer demo --out {out} --seed 0 --quick"
     assert f"speed: {report['speed']['fps']:.1f} FPS, ONNX Runtime on cpu" in printed
 
 

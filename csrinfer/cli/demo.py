@@ -29,16 +29,16 @@ def run(args) -> int:
     from csrinfer.demo import DemoOptions, run_demo, summary_lines
     from csrinfer.errors import ConfigError
 
-    sizes = {"minutes": 7.0, "n_train": 1000, "n_val": 100}
+    sizes, defaults = ("minutes", "n_train", "n_val"), DemoOptions()
     given = [f"--{k.replace('_', '-')}" for k in sizes if getattr(args, k) is not None]
     if args.quick and given:
         raise ConfigError(f"--quick sets its own sizes; leave out {', '.join(given)} or --quick")
-    for key, default in sizes.items():
+    for key in sizes:
         if getattr(args, key) is None:
-            setattr(args, key, default)
+            setattr(args, key, getattr(defaults, key))
     setup_logging()
-    command = (f"csrinfer demo --out {args.out} --minutes {args.minutes:g} --n-train {args.n_train} "
-               f"--n-val {args.n_val} --seed {args.seed}" + (" --quick" if args.quick else ""))
+    command = f"csrinfer demo --out {args.out} --seed {args.seed}" + (
+        " --quick" if args.quick else f" --minutes {args.minutes:g} --n-train {args.n_train} --n-val {args.n_val}")
     report = run_demo(DemoOptions(out=args.out, minutes=args.minutes, n_train=args.n_train, n_val=args.n_val,
                                   seed=args.seed, quick=args.quick), command=command)
     print("\n".join(summary_lines(report)))
