@@ -59,11 +59,7 @@ def load_backend(path_or_model, device: str | None = None, **options) -> Backend
 
         return TorchBackend(path_or_model, device=device, **_known_options(TorchBackend, options))
     path = Path(path_or_model)
-    cls = backend_for(path)  # the suffix first: a wrong kind of file says so even if missing
-    if not path.exists():
-        raise ModelFileError(f"model file {path} does not exist")
-    if path.is_dir():
-        raise ModelFileError(f"model file {path} is a directory, not a file")
+    cls = _backend_of_existing(path)
     return cls(path, device=device, **_known_options(cls, options))
 
 
@@ -71,11 +67,16 @@ def read_model_info(path):
     """The :class:`ModelInfo` of a model file (class names, input size, thresholds, ...) without
     loading its weights, read by its backend as ``load_backend`` would."""
     path = Path(path)
-    cls = backend_for(path)
-    if not path.is_file():
-        raise ModelFileError(f"model file {path} does not exist" if not path.exists()
-                             else f"model file {path} is not a file")
-    return cls.read_info(path)
+    return _backend_of_existing(path).read_info(path)
+
+
+def _backend_of_existing(path: Path) -> type[Backend]:
+    cls = backend_for(path)  # the suffix first: a wrong kind of file says so even if missing
+    if not path.exists():
+        raise ModelFileError(f"model file {path} does not exist")
+    if path.is_dir():
+        raise ModelFileError(f"model file {path} is a directory, not a file")
+    return cls
 
 
 def _known_options(cls: type, options: dict) -> dict:
