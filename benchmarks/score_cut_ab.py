@@ -37,7 +37,7 @@ def main(argv=None) -> int:
             runs[name]["detections"] = len(json.loads(results.read_text()))
             print(name, runs[name], flush=True)
     out = {"runs": runs, "images": report["images"], "checkpoint": args.ckpt, "data": args.data,
-           "machine": f"{cpu_name()}, no GPU", "date": now_iso(), "command": command_line()}
+           "machine": f"{cpu_name()}, evaluated on the CPU", "date": now_iso(), "command": command_line()}
     args.out.write_text(json.dumps(out, indent=1) + "\n")
     print(f"wrote {args.out}")
     return 0
