@@ -63,10 +63,18 @@ def os_error_sentence(e: OSError) -> str:
     """``Permission denied: /data/out`` rather than ``[Errno 13] Permission denied: '/data/out'``;
     a file standing where a folder is needed is named as such (``File exists`` says too little)."""
     if isinstance(e, (FileExistsError, NotADirectoryError)) and e.filename:
-        path = Path(os.fsdecode(e.filename))
-        blocking = next((p for p in (path, *path.parents) if p.is_file()), None)
-        if blocking is not None:
-            return f"{blocking} is a file, not a folder" + (f" (needed for {path})" if blocking != path else "")
+        sentence = file_in_the_way(os.fsdecode(e.filename))
+        if sentence:
+            return sentence
     if e.strerror and e.filename:
         return f"{e.strerror}: {e.filename}"
     return first_line(e)
+
+
+def file_in_the_way(folder: str | os.PathLike) -> str | None:
+    """"x is a file, not a folder" when ``folder``, or a folder above it, is a file; else None."""
+    path = Path(folder)
+    blocking = next((p for p in (path, *path.parents) if p.exists() and not p.is_dir()), None)
+    if blocking is None:
+        return None
+    return f"{blocking} is a file, not a folder" + (f" (needed for {path})" if blocking != path else "")

@@ -53,11 +53,11 @@ def output_file(*suffixes: str):
 def output_folder(text: str) -> str:
     """An argparse type for a folder to write into: refused before the work when it, or a folder
     above it, is a file."""
-    path = Path(text)
-    blocking = next((p for p in (path, *path.parents) if p.exists() and not p.is_dir()), None)
-    if blocking is not None:
-        where = "" if blocking == path else f" (needed for {text})"
-        raise argparse.ArgumentTypeError(f"'{blocking}' is a file, not a folder{where}")
+    from csrinfer.errors import file_in_the_way
+
+    sentence = file_in_the_way(text)
+    if sentence:
+        raise argparse.ArgumentTypeError(sentence)
     return text
 
 

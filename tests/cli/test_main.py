@@ -23,7 +23,7 @@ def test_an_output_folder_that_is_a_file_is_refused_before_any_work(tmp_path, ca
         main([*command, "--out", str(tmp_path / out)])
     err = capsys.readouterr().err.strip()
     assert stop.value.code == 2 and "Traceback" not in err  # argparse's usage, then one error line
-    assert err.splitlines()[-1].endswith(f"argument --out: '{tmp_path / 'file'}' is a file, not a folder"
+    assert err.splitlines()[-1].endswith(f"argument --out: {tmp_path / 'file'} is a file, not a folder"
                         + (f" (needed for {tmp_path / out})" if out != "file" else ""))
 
 
