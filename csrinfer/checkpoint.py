@@ -80,16 +80,22 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
     return payload
 
 
-def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu"):
-    """Rebuild the model of a checkpoint. Returns ``(model, cfg, payload)``; model in eval mode."""
-    from csrinfer.model import build_model
-
-    payload = read_checkpoint(path)
+def checkpoint_config(payload: dict, path: str | os.PathLike) -> Config:
+    """The config a checkpoint (``read_checkpoint``'s dict) was saved with, its class names included."""
     try:
         cfg = config_from_dict(payload["config"], where=f"config in {path}")
     except (ConfigError, KeyError) as e:
         raise CheckpointError(f"checkpoint {path} holds an invalid config ({e})") from None
     cfg.classes = list(payload.get("class_names", cfg.classes))
+    return cfg
+
+
+def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu"):
+    """Rebuild the model of a checkpoint. Returns ``(model, cfg, payload)``; model in eval mode."""
+    from csrinfer.model import build_model
+
+    payload = read_checkpoint(path)
+    cfg = checkpoint_config(payload, path)
     model = build_model(cfg, pretrained=False)
     load_weights(model, payload.get("state_dict", {}), str(path))
     return model.to(map_location).eval(), cfg, payload

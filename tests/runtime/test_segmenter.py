@@ -211,6 +211,18 @@ def test_model_info_read_without_loading_is_the_loaded_backends(small_ckpt, smal
     assert read_model_info(small_onnx).input_size == EXPORT_SIZE and read_model_info(small_onnx_dynamic).dynamic
 
 
+def test_a_checkpoints_own_class_names_win_when_read_without_loading(small_ckpt, tmp_path):
+    import torch
+
+    from csrinfer.runtime.backends import read_model_info
+
+    payload = torch.load(small_ckpt, weights_only=True)
+    payload["class_names"] = ["ring", "box", "wedge", "spark"]
+    torch.save(payload, tmp_path / "renamed.pth")
+    assert read_model_info(tmp_path / "renamed.pth").class_names == ("ring", "box", "wedge", "spark")
+    assert Segmenter(tmp_path / "renamed.pth").class_names == ("ring", "box", "wedge", "spark")
+
+
 def test_the_tensorrt_plugin_graph_runs_in_onnx_runtime_like_the_standard_one(tmp_path, small_ckpt):
     """model.plugin.onnx (D2SFused nodes) loads as .onnx: the nodes run on their reference."""
     from csrinfer.export.pipeline import ExportOptions, export_model

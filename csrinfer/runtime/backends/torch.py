@@ -73,10 +73,9 @@ class TorchBackend(Backend):
 
     @staticmethod
     def read_info(path) -> ModelInfo:
-        from csrinfer.checkpoint import read_checkpoint
-        from csrinfer.config import config_from_dict
+        from csrinfer.checkpoint import checkpoint_config, read_checkpoint
 
-        return ModelInfo.from_config(config_from_dict(read_checkpoint(path)["config"]))
+        return ModelInfo.from_config(checkpoint_config(read_checkpoint(path), path))
 
     def infer(self, feeds: Mapping[str, np.ndarray]) -> dict[str, torch.Tensor]:
         images = torch.as_tensor(feeds["images"]).to(self.device, torch.float32)
