@@ -126,6 +126,7 @@ def evaluate_checkpoint(model: str | os.PathLike, data_dir: str | os.PathLike, s
     if list(names) != list(segmenter.class_names):
         log.warning("the dataset's category names differ from the model's; labels are matched by position")
     results, done, seconds = [], [], 0.0
+    write = lambda: atomic_write(out, lambda tmp: Path(tmp).write_text(json.dumps(results)))  # noqa: E731
     try:
         for image_id, entries, spent in predict_split(segmenter.predict, coco_gt, image_dir, category_ids,
                                                       progress, max_images):
@@ -134,11 +135,11 @@ def evaluate_checkpoint(model: str | os.PathLike, data_dir: str | os.PathLike, s
             seconds += spent
     except KeyboardInterrupt:
         if done:  # finished work is kept, as training keeps last.pth
-            atomic_write(out, lambda tmp: Path(tmp).write_text(json.dumps(results)))
+            write()
             print(f"interrupted: the predictions for the first {len(done)} images are in {out} (not scored)",
                   file=sys.stderr)
         raise
-    atomic_write(out, lambda tmp: Path(tmp).write_text(json.dumps(results)))
+    write()
     metrics = _score(coco_gt, results, done, ann_file, out)
     return dict(metrics, fps=len(done) / seconds if seconds else None, images=len(done), seconds=seconds,
                 device=segmenter.device, results=str(out))

@@ -9,8 +9,8 @@ normalisation, as mmdetection's data preprocessor pads.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import cv2

@@ -89,9 +89,11 @@ def pretrain_backbone(backbone: nn.Module, crops: torch.Tensor, labels: torch.Te
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        losses.append(loss.item())
-        hits.append(float((logits.argmax(1) == y).float().mean()))
+        # kept as tensors: reading them every step would wait for the device every step
+        losses.append(loss.detach())
+        hits.append((logits.argmax(1) == y).float().mean())
         done += 1
     if not done:
         return {"steps": 0}
-    return {"steps": done, "loss": sum(losses) / len(losses), "accuracy": sum(hits) / len(hits)}
+    return {"steps": done, "loss": torch.stack(list(losses)).mean().item(),
+            "accuracy": torch.stack(list(hits)).mean().item()}
