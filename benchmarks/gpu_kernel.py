@@ -552,10 +552,10 @@ def run(args) -> int:
 
     def save(**partial):
         """Write what is known so far: a run stopped by a time limit still leaves its results."""
-        from csrinfer.checkpoint import atomic_write
+        from csrinfer import atomic
 
         snapshot = {**res, **partial, "total_seconds": time.monotonic() - started}
-        atomic_write(out, lambda tmp: Path(tmp).write_text(json.dumps(snapshot, indent=1, default=str)))
+        atomic.write_text(out, json.dumps(snapshot, indent=1, default=str))
 
     skip = {"speed": ("copy_bandwidth", "kernel_speed")}.get
     skipped = {s for name in args.skip for s in (skip(name) or (name,))}

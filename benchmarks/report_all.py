@@ -142,11 +142,9 @@ def markdown(report: dict) -> str:
 
 
 def write_markdown(report: dict, path) -> Path:
-    from csrinfer.checkpoint import atomic_write
+    from csrinfer import atomic
 
-    path = Path(path)
-    atomic_write(path, lambda tmp: Path(tmp).write_text(markdown(report)))
-    return path
+    return atomic.write_text(path, markdown(report))
 
 
 def write_plot(report: dict, path) -> Path | None:
@@ -158,7 +156,7 @@ def write_plot(report: dict, path) -> Path | None:
         import matplotlib.pyplot as plt
     except ImportError:
         return None
-    from csrinfer.checkpoint import atomic_write
+    from csrinfer.atomic import atomic_write
 
     fig, ax = plt.subplots(figsize=(9, 5.5), dpi=110)
     for name, (fps, ap, _) in PAPER_TABLE_I.items():

@@ -61,7 +61,7 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 
 import torch  # noqa: E402
 
-from csrinfer import bench  # noqa: E402
+from csrinfer import atomic, bench  # noqa: E402
 
 SIZES = {"1344x800": (800, 1344), "640x640": (640, 640)}
 DRY_SIZES = {"128x96": (96, 128), "64x64": (64, 64)}
@@ -601,7 +601,7 @@ def main(argv=None) -> int:
     def save():
         """JSON, Markdown and plot of what is known so far (a run cut short keeps its results)."""
         report["total_seconds"] = budget.elapsed()
-        bench.write_json(report, json_path)
+        atomic.write_json(json_path, report)
         write_markdown(report, json_path.with_suffix(".md"))
         write_plot(report, json_path.with_suffix(".png"))
     with tempfile.TemporaryDirectory(prefix="csrinfer-run-all-") as tmp:

@@ -16,9 +16,7 @@ import copy
 import datetime
 import json
 import platform
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch

@@ -84,14 +84,14 @@ def category_accuracy(cfg, ckpt, data, first=1000, count=64) -> float:
 
 def append_result(path: Path, record: dict) -> None:
     """Append to the JSON list under a lock (two runs finish side by side), atomically."""
-    from csrinfer.checkpoint import atomic_write
+    from csrinfer import atomic
 
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(Path(tempfile.gettempdir()) / f"{path.name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         runs = json.loads(path.read_text()) if path.exists() else []
         runs.append(record)
-        atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(runs, indent=1) + "\n"))
+        atomic.write_json(path, runs, indent=1)
 
 
 def main(argv=None) -> int:

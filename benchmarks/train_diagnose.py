@@ -165,7 +165,8 @@ def main(argv=None) -> int:
     import torch
 
     from csrinfer.bench import cpu_name
-    from csrinfer.checkpoint import atomic_write, load_checkpoint
+    from csrinfer import atomic
+    from csrinfer.checkpoint import load_checkpoint
     from csrinfer.evaluation import coco_metrics
 
     torch.set_num_threads(args.threads)
@@ -197,7 +198,7 @@ def main(argv=None) -> int:
                       shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:])))
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(out, lambda tmp: Path(tmp).write_text(json.dumps(report, indent=1) + "\n"))
+    atomic.write_json(out, report, indent=1)
     print(json.dumps(report, indent=1))
     return 0
 

@@ -398,13 +398,4 @@ def format_result(result: dict) -> str:
     return "\n".join(lines)
 
 
-def write_json(result: dict, path: str | os.PathLike) -> Path:
-    """Write ``result`` atomically as indented JSON."""
-    import json
-
-    from csrinfer.checkpoint import atomic_write
-
-    path = Path(path)
-    atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(result, indent=2) + "\n"))
-    return path
 

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import shutil
 import threading
 import time
@@ -188,10 +187,10 @@ def overlay_stage(options: DemoOptions, out: Path, report: dict) -> None:
 
 
 def write_report(out: Path, report: dict) -> None:
-    from csrinfer.checkpoint import atomic_write
+    from csrinfer import atomic
 
-    atomic_write(out / "report.json", lambda tmp: Path(tmp).write_text(json.dumps(report, indent=2) + "\n"))
-    atomic_write(out / "report.md", lambda tmp: Path(tmp).write_text(markdown(report)))
+    atomic.write_json(out / "report.json", report)
+    atomic.write_text(out / "report.md", markdown(report))
 
 
 def summary_lines(report: dict) -> list[str]:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 import logging
 import os
 import sys
@@ -21,7 +20,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from csrinfer.checkpoint import atomic_write
+from csrinfer import atomic
 from csrinfer.errors import ConfigError, DatasetError, first_line
 
 log = logging.getLogger(__name__)
@@ -126,7 +125,7 @@ def evaluate_checkpoint(model: str | os.PathLike, data_dir: str | os.PathLike, s
     if list(names) != list(segmenter.class_names):
         log.warning("the dataset's category names differ from the model's; labels are matched by position")
     results, done, seconds = [], [], 0.0
-    write = lambda: atomic_write(out, lambda tmp: Path(tmp).write_text(json.dumps(results)))  # noqa: E731
+    write = lambda: atomic.write_json(out, results, indent=None)  # noqa: E731
     try:
         for image_id, entries, spent in predict_split(segmenter.predict, coco_gt, image_dir, category_ids,
                                                       progress, max_images):

@@ -53,7 +53,8 @@ def backend_options(args) -> dict:
 
 
 def run(args) -> int:
-    from csrinfer.bench import benchmark, format_result, write_json
+    from csrinfer import atomic
+    from csrinfer.bench import benchmark, format_result
 
     coco_results = None
     if args.json and args.data:
@@ -66,5 +67,5 @@ def run(args) -> int:
                        **backend_options(args))
     print(format_result(result))
     if args.json:
-        print(f"wrote {write_json(result, args.json)}")
+        print(f"wrote {atomic.write_json(args.json, result)}")
     return 0

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from csrinfer.checkpoint import atomic_write
+from csrinfer.atomic import atomic_write
 from csrinfer.model.network import CSRD2SNet
 from csrinfer.runtime.backends.base import INPUT_NAME, OUTPUT_NAMES  # the graph's contract (design.md §2)
 DEFAULT_OPSET = 18

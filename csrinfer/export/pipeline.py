@@ -143,7 +143,7 @@ def plugin_onnx_step(graph_path: Path) -> tuple[Path | None, str | None]:
     """``<graph>.plugin.onnx``: each D2S pair as one D2SFused node, checked against TensorRT's limits."""
     import onnx
 
-    from csrinfer.checkpoint import atomic_write
+    from csrinfer.atomic import atomic_write
     from csrinfer.export.plugin_graph import fuse_d2s
     from csrinfer.export.tensorrt import check_tensorrt_limits
 

@@ -32,6 +32,11 @@ kernel as tensors.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import onnx
+
 OP_TYPE = "D2SFused"
 DOMAIN = "csrinfer"
 PLUGIN_VERSION = "1"

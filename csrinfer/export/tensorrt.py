@@ -227,9 +227,9 @@ def build_engine(onnx_path: str | os.PathLike, plan_path: str | os.PathLike | No
     if serialized is None:
         raise ExportError(f"TensorRT {trt.__version__} could not build an engine from {onnx_path.name}: "
                           f"{logger.first_error() or 'no reason given; rerun with --verbose'}")
-    from csrinfer.checkpoint import atomic_write
+    from csrinfer import atomic
 
-    atomic_write(plan_path, lambda tmp: Path(tmp).write_bytes(memoryview(serialized)))
+    atomic.write_bytes(plan_path, memoryview(serialized))
     if cache_path is not None:
         _save_timing_cache(config, cache_path)
     record = EngineRecord(
@@ -369,11 +369,11 @@ def _load_timing_cache(config, path: Path) -> None:
 
 
 def _save_timing_cache(config, path: Path) -> None:
-    from csrinfer.checkpoint import atomic_write
+    from csrinfer import atomic
 
     cache = config.get_timing_cache()
     if cache is not None:
-        atomic_write(path, lambda tmp: Path(tmp).write_bytes(memoryview(cache.serialize())))
+        atomic.write_bytes(path, memoryview(cache.serialize()))
 
 
 def _sha256(path: Path) -> str:

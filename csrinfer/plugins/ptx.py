@@ -168,9 +168,9 @@ def nvcc_ptx(source: str, arch: str, extra: tuple[str, ...] = ()) -> str:
 
 
 def _write_cache(path: Path, ptx: str) -> None:
-    from csrinfer.checkpoint import atomic_write
+    from csrinfer import atomic
 
     try:
-        atomic_write(path, lambda tmp: Path(tmp).write_text(ptx))
+        atomic.write_text(path, ptx)
     except OSError:  # a read-only cache directory only costs a recompile next time
         pass

@@ -99,13 +99,10 @@ def write_sidecar(plan: str | os.PathLike, metadata: dict, record: EngineRecord)
 
     The engine's precision replaces the graph's: an FP32 graph built with FP16 runs in FP16.
     """
-    from csrinfer.checkpoint import atomic_write
+    from csrinfer import atomic
 
     data = {**metadata, "precision": record.precision, "tensorrt": record.to_json()}
-    text = json.dumps(data, indent=2, sort_keys=False) + "\n"
-    path = sidecar_path(plan)
-    atomic_write(path, lambda tmp: Path(tmp).write_text(text))
-    return path
+    return atomic.write_json(sidecar_path(plan), data)
 
 
 def read_sidecar(plan: str | os.PathLike) -> tuple[dict, EngineRecord]:

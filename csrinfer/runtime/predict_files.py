@@ -8,7 +8,6 @@ skipped so the good ones are still processed.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections.abc import Sequence
@@ -17,7 +16,7 @@ from pathlib import Path
 
 import cv2
 
-from csrinfer.checkpoint import atomic_write
+from csrinfer import atomic
 from csrinfer.errors import CsrinferError, ImageError
 from csrinfer.runtime.image_io import load_image
 from csrinfer.runtime.segmenter import Segmenter
@@ -97,7 +96,7 @@ def _predict_images(segmenter, images, out_dir, draw, category_ids, progress, re
             report.instances += len(instances)
     finally:  # also on Ctrl-C: what was predicted is kept
         if images:
-            write_json(report.results_json, entries)
+            atomic.write_json(report.results_json, entries, indent=None)
         else:
             report.results_json = None
 
@@ -177,10 +176,6 @@ def write_png(path: Path, image_bgr) -> Path:
     ok, data = cv2.imencode(".png", image_bgr)
     if not ok:
         raise OSError(f"PNG encoding failed for {path}")
-    atomic_write(path, lambda tmp: Path(tmp).write_bytes(data.tobytes()))
-    return path
+    return atomic.write_bytes(path, data.tobytes())
 
 
-def write_json(path: Path, value) -> Path:
-    atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(value)))
-    return path

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 
-import numpy as np
 import pytest
 
 from csrinfer.data.coco import CocoInstanceDataset, find_split

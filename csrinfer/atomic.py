@@ -1,0 +1,42 @@
+"""Atomic file writes: a finished file is never replaced by a half-written one.
+
+Every file csrinfer writes for a user (checkpoints, ONNX graphs, engines, predictions, reports)
+goes through ``atomic_write``: the data goes to a temp file beside the target, then one rename
+puts it in place, so Ctrl-C, a full disk or a crash leaves the old file or none, never a torn one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+
+def atomic_write(path: str | os.PathLike, write) -> Path:
+    """Call ``write(tmp_path)`` then rename onto ``path``; ``path`` is never half-written."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_text(path: str | os.PathLike, text: str) -> Path:
+    return atomic_write(path, lambda tmp: Path(tmp).write_text(text))
+
+
+def write_bytes(path: str | os.PathLike, data: bytes | memoryview) -> Path:
+    return atomic_write(path, lambda tmp: Path(tmp).write_bytes(data))
+
+
+def write_json(path: str | os.PathLike, value, indent: int | None = 2) -> Path:
+    """``value`` as JSON; ``indent=None`` for large machine-read files (COCO results)."""
+    text = json.dumps(value, indent=indent)
+    return write_text(path, text + "\n" if indent is not None else text)
