@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import ctypes
 import datetime
-import json
 import platform
 import shlex
 import statistics
@@ -39,6 +38,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
+from csrinfer import atomic  # noqa: E402
 from csrinfer.model.d2s import d2s_fused_reference  # noqa: E402
 from csrinfer.plugins import launch  # noqa: E402
 from csrinfer.plugins import tensorrt_plugin as tp  # noqa: E402
@@ -180,8 +180,7 @@ def main() -> int:
         report["error"] = traceback.format_exc()
         ok = False
     report["all_checks_passed"] = bool(ok)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
+    atomic.write_json(args.out, report)
     bad = [r for r in report.get("correctness", []) if not r["ok"]]
     print(f"{device.name}: {len(report.get('correctness', []))} launches, {len(bad)} failed; "
           f"backend I/O {report.get('backend_io')}; all passed: {ok}")

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import os
 import platform
 import statistics
@@ -142,8 +141,9 @@ def main(argv=None) -> int:
         },
     }
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    from csrinfer import atomic
+
+    atomic.write_json(out, result)
     for name, s in summary.items():
         m = s["median_s"]
         print(f"{name:12s} total {m['total']:.3f}s  backend {m['backend']:.3f}s  pre {m['pre'] * 1e3:.1f}ms  "

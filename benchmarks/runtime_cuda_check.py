@@ -83,8 +83,9 @@ def main(argv=None) -> int:
         "paper_model_640_fp32_eager_cuda": timing(args.repeats),
     }
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    from csrinfer import atomic
+
+    atomic.write_json(out, result)
     print(json.dumps(result, indent=2))
     return 0
 

@@ -16,7 +16,7 @@ import json
 import tempfile
 from pathlib import Path
 
-from csrinfer import Segmenter
+from csrinfer import Segmenter, atomic
 from csrinfer.bench import command_line, cpu_name, now_iso
 from csrinfer.evaluation import METRICS, evaluate_checkpoint
 
@@ -38,7 +38,7 @@ def main(argv=None) -> int:
             print(name, runs[name], flush=True)
     out = {"runs": runs, "images": report["images"], "checkpoint": args.ckpt, "data": args.data,
            "machine": f"{cpu_name()}, evaluated on the CPU", "date": now_iso(), "command": command_line()}
-    args.out.write_text(json.dumps(out, indent=1) + "\n")
+    atomic.write_json(args.out, out, indent=1)
     print(f"wrote {args.out}")
     return 0
 

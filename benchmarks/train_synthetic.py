@@ -32,7 +32,6 @@ os.environ["CUDA_VISIBLE_DEVICES"] = ""  # a CPU benchmark, even on a machine wi
 
 import argparse  # noqa: E402
 import datetime  # noqa: E402
-import json  # noqa: E402
 import platform  # noqa: E402
 import shlex  # noqa: E402
 import shutil  # noqa: E402
@@ -123,8 +122,9 @@ def main(argv=None) -> int:
         "command": " ".join(shlex.quote(a) for a in [sys.executable, *sys.argv]),
     }
     out = Path(args.results)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    from csrinfer import atomic
+
+    atomic.write_json(out, result)
     print(f"{'PASS' if result['passed'] else 'FAIL'}: mask AP {metrics['AP']:.3f} (target {TARGET_AP}) after "
           f"{meta['iteration']} iterations in {train_seconds / 60:.1f} min; wrote {out}")
     return 0 if result["passed"] else 1

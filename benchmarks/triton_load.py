@@ -32,6 +32,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from csrinfer import atomic  # noqa: E402
 from csrinfer.bench import cpu_name  # noqa: E402
 from csrinfer.serve import protocol  # noqa: E402
 
@@ -176,8 +177,7 @@ def main() -> int:
         "all_requests_answered": all(r["failed"] == 0 and r["lost"] == 0 for rs in runs.values() for r in rs),
     }
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2) + "\n")
+    atomic.write_json(out, report)
     print(json.dumps({"throughput_ratio_batched_over_single": speedup,
                       "all_requests_answered": report["all_requests_answered"]}, indent=2))
     print(f"wrote {out}")
