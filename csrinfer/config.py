@@ -17,6 +17,10 @@ from pathlib import Path
 from csrinfer.data.coco_classes import COCO_CLASSES
 from csrinfer.errors import ConfigError, first_line
 
+# ImageNet statistics, RGB 0-255, as torchvision and mmdetection normalise ResNet inputs.
+IMAGENET_MEAN = (123.675, 116.28, 103.53)
+IMAGENET_STD = (58.395, 57.12, 57.375)
+
 
 @dataclass
 class ModelConfig:
@@ -53,8 +57,8 @@ class InputConfig:
     size_divisor: int = 32
     # Static input of exported graphs, H x W (1344x800 in the paper's W x H words).
     export_size: list[int] = field(default_factory=lambda: [800, 1344])
-    mean: list[float] = field(default_factory=lambda: [123.675, 116.28, 103.53])
-    std: list[float] = field(default_factory=lambda: [58.395, 57.12, 57.375])
+    mean: list[float] = field(default_factory=lambda: list(IMAGENET_MEAN))
+    std: list[float] = field(default_factory=lambda: list(IMAGENET_STD))
 
 
 @dataclass

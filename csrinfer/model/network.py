@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from csrinfer.config import IMAGENET_MEAN, IMAGENET_STD
 from csrinfer.model.head import HeadOutputs, SOLOv2Head
 from csrinfer.model.neck import Neck
 from csrinfer.model.postprocess import postprocess
@@ -31,7 +32,7 @@ class CSRD2SNet(nn.Module):
     stride = 8  # of the fused feature and of the output masks
 
     def __init__(self, backbone: nn.Module, neck: Neck, head: SOLOv2Head,
-                 mean: Sequence[float] = (123.675, 116.28, 103.53), std: Sequence[float] = (58.395, 57.12, 57.375),
+                 mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD,
                  grid_strides: Sequence[int] = (8, 8, 16, 32, 32), inference: dict | None = None):
         super().__init__()
         self.backbone, self.neck, self.head = backbone, neck, head

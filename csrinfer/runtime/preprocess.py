@@ -17,7 +17,9 @@ import cv2
 import numpy as np
 import torch
 
-PAD_VALUE_RGB = (123.675, 116.28, 103.53)  # ImageNet mean, 0-255
+from csrinfer.config import IMAGENET_MEAN
+
+PAD_VALUE_RGB = IMAGENET_MEAN  # zero after normalisation
 
 
 @dataclass(frozen=True)
