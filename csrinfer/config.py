@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from csrinfer.data.coco_classes import COCO_CLASSES
+from csrinfer.data.coco_classes import COCO_CATEGORY_IDS, COCO_CLASSES
 from csrinfer.errors import ConfigError, first_line
 
 # ImageNet statistics, RGB 0-255, as torchvision and mmdetection normalise ResNet inputs.
@@ -117,6 +118,10 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     # Class names; `None` in YAML (or the word "coco") means COCO's 80 classes.
     classes: list[str] = field(default_factory=lambda: list(COCO_CLASSES))
+    # The dataset category id of each class: the `category_id` of COCO results files. `None`
+    # means COCO's ids (1..90 with gaps) for COCO's classes, else 1..N. Training sets them from
+    # the dataset, so a checkpoint writes its own dataset's ids.
+    category_ids: list[int] | None = None
 
     def __post_init__(self) -> None:
         if len(self.classes) != self.model.num_classes:
@@ -124,6 +129,9 @@ class Config:
                 f"config '{self.name}' lists {len(self.classes)} class names but "
                 f"model.num_classes is {self.model.num_classes}"
             )
+        if self.category_ids is None:
+            coco = tuple(self.classes) == COCO_CLASSES
+            self.category_ids = list(COCO_CATEGORY_IDS) if coco else list(range(1, len(self.classes) + 1))
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -150,6 +158,11 @@ def _build(cls: type, data: dict, where: str):
 
 def _check_type(value, hint, where: str):
     origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):  # `X | None`
+        if value is None:
+            return None
+        (hint,) = [a for a in typing.get_args(hint) if a is not type(None)]
+        return _check_type(value, hint, where)
     if origin is list:
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"{where} must be a list, got {value!r}")
@@ -196,8 +209,11 @@ def check_values(cfg: Config, where: str = "config") -> None:
     m, i, inf, t = cfg.model, cfg.input, cfg.inference, cfg.train
     grids = (len(m.num_grids), len(m.scale_ranges), len(m.grid_strides))
     widths = {"head_channels": m.head_channels, "mask_channels": m.mask_channels, "kernel_dim": m.kernel_dim}
+    ids = cfg.category_ids
     rules = [
         (m.num_classes >= 1, f"model.num_classes must be at least 1, got {m.num_classes}"),
+        (len(ids) == m.num_classes and len(set(ids)) == len(ids) and min(ids, default=0) >= 0,
+         f"category_ids needs {m.num_classes} different non-negative ids, one per class, got {ids}"),
         (grids[0] >= 1 and len(set(grids)) == 1, "model.num_grids, model.scale_ranges and model.grid_strides "
                                                  f"need one entry per grid, got {grids[0]}, {grids[1]} and {grids[2]}"),
         (all(s >= 1 for s in m.num_grids + m.grid_strides), "model.num_grids and model.grid_strides must be positive"),

@@ -56,6 +56,9 @@ def test_small_config_is_small_and_consistent():
     ("train:\n  milestones: [11, 8]\n", "train.milestones must be increasing epochs within 1..12"),
     ("train:\n  short_side_range: [800, 640]\n", "0 < low <= high"),
     ("train:\n  flip: 2\n", "train.flip is a probability"),
+    ("model:\n  num_classes: 2\nclasses: [a, b]\ncategory_ids: [3, 3]\n", "category_ids needs 2 different"),
+    ("model:\n  num_classes: 2\nclasses: [a, b]\ncategory_ids: [3]\n", "category_ids needs 2 different"),
+    ("model:\n  num_classes: 2\nclasses: [a, b]\ncategory_ids: 3\n", "category_ids must be a list"),
 ])
 def test_bad_configs_say_what_is_wrong(tmp_path, text, fragment):
     path = tmp_path / "bad.yaml"
@@ -75,3 +78,16 @@ def test_name_defaults_to_file_stem(tmp_path):
     path = tmp_path / "my_model.yaml"
     path.write_text("model:\n  csr_channels: 128\n")
     assert load_config(path).name == "my_model"
+
+
+def test_category_ids_are_cocos_for_cocos_classes_else_one_to_n_unless_given(tmp_path):
+    """COCO results name categories by the dataset's ids: COCO's run 1..90 with ten gaps."""
+    coco = Config()
+    gaps = {12, 26, 29, 30, 45, 66, 68, 69, 71, 83}
+    assert coco.category_ids == sorted(set(range(1, 91)) - gaps)
+    ids = dict(zip(coco.classes, coco.category_ids))
+    assert (ids["person"], ids["backpack"], ids["toothbrush"]) == (1, 27, 90)
+    assert load_config(MODELS / "csr_d2s_r18_small.yaml").category_ids == [1, 2, 3, 4]
+    path = tmp_path / "mine.yaml"
+    path.write_text("model:\n  num_classes: 3\nclasses: [mug, cat, person]\ncategory_ids: [3, 7, 12]\n")
+    assert load_config(path).category_ids == [3, 7, 12]

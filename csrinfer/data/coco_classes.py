@@ -1,4 +1,5 @@
-"""The 80 MS-COCO instance categories, in the order of their contiguous labels 0..79."""
+"""The 80 MS-COCO instance categories, in the order of their contiguous labels 0..79, and their
+dataset category ids (1..90 with gaps: what COCO results files and COCOeval expect)."""
 
 COCO_CLASSES = (
     "person", "bicycle", "car", "motorcycle", "airplane", "bus", "train", "truck", "boat",
@@ -12,4 +13,10 @@ COCO_CLASSES = (
     "microwave", "oven", "toaster", "sink", "refrigerator", "book", "clock", "vase", "scissors",
     "teddy bear", "hair drier", "toothbrush",
 )
-assert len(COCO_CLASSES) == 80
+COCO_CATEGORY_IDS = (
+    1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 27, 28,
+    31, 32, 33, 34, 35, 36, 37, 38, 39, 40, 41, 42, 43, 44, 46, 47, 48, 49, 50, 51, 52, 53, 54, 55,
+    56, 57, 58, 59, 60, 61, 62, 63, 64, 65, 67, 70, 72, 73, 74, 75, 76, 77, 78, 79, 80, 81, 82, 84,
+    85, 86, 87, 88, 89, 90,
+)
+assert len(COCO_CLASSES) == len(COCO_CATEGORY_IDS) == 80

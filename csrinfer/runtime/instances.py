@@ -20,6 +20,8 @@ class Instances:
         scores: float32 [N], descending.
         boxes: float32 [N, 4], (x1, y1, x2, y2) in pixels, the masks' tight boxes.
         class_names: names of all classes of the model (not only the detected ones).
+        category_ids: the dataset category id of each class, which ``to_coco`` writes (None:
+            label + 1).
     """
 
     masks: np.ndarray
@@ -27,11 +29,13 @@ class Instances:
     scores: np.ndarray
     boxes: np.ndarray
     class_names: Sequence[str] = field(default_factory=tuple)
+    category_ids: Sequence[int] | None = None
 
     @classmethod
-    def empty(cls, height: int, width: int, class_names: Sequence[str] = ()) -> "Instances":
+    def empty(cls, height: int, width: int, class_names: Sequence[str] = (),
+              category_ids: Sequence[int] | None = None) -> "Instances":
         return cls(np.zeros((0, height, width), bool), np.zeros(0, np.int64), np.zeros(0, np.float32),
-                   np.zeros((0, 4), np.float32), tuple(class_names))
+                   np.zeros((0, 4), np.float32), tuple(class_names), category_ids)
 
     @property
     def image_size(self) -> tuple[int, int]:
@@ -49,7 +53,8 @@ class Instances:
     def __getitem__(self, index) -> "Instances":
         if isinstance(index, (int, np.integer)):
             index = [int(index)]
-        return Instances(self.masks[index], self.labels[index], self.scores[index], self.boxes[index], self.class_names)
+        return Instances(self.masks[index], self.labels[index], self.scores[index], self.boxes[index],
+                         self.class_names, self.category_ids)
 
     def rle(self) -> list[dict]:
         """Each mask as a COCO RLE (pycocotools' compressed form: ``{"size": [H, W], "counts": bytes}``)."""
@@ -62,8 +67,11 @@ class Instances:
     def to_coco(self, image_id: int, category_ids: Sequence[int] | None = None) -> list[dict]:
         """COCO results entries (segm, RLE with ``counts`` as str, bbox as x, y, w, h).
 
-        ``category_ids`` maps label i to a dataset category id (default: i + 1, COCO-style 1-based).
+        ``category_ids`` maps label i to a dataset category id (default: the model's own,
+        ``self.category_ids``, which training takes from its dataset; else i + 1).
         """
+        if category_ids is None:
+            category_ids = self.category_ids
         # Checked even without instances: an image with a high label would fail only sometimes.
         if category_ids is not None and len(category_ids) < len(self.class_names):
             raise ConfigError(f"category_ids has {len(category_ids)} ids for {len(self.class_names)} classes; "

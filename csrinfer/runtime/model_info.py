@@ -27,6 +27,8 @@ class ModelInfo:
 
     Attributes:
         class_names: one name per label.
+        category_ids: the dataset category id of each label (COCO results' ``category_id``);
+            None for files exported before they were recorded (then label + 1).
         input_size: (H, W) of a static input, or None when H and W are dynamic.
         batch: the static batch size, or None when the batch is dynamic.
         stride: of the output masks relative to the input (8).
@@ -40,6 +42,7 @@ class ModelInfo:
     """
 
     class_names: tuple[str, ...]
+    category_ids: tuple[int, ...] | None = None
     input_size: tuple[int, int] | None = None
     batch: int | None = None
     stride: int = 8
@@ -65,6 +68,7 @@ class ModelInfo:
         """From a :class:`csrinfer.config.Config`; ``input_size``/``batch`` None mean dynamic."""
         return cls(
             class_names=tuple(cfg.classes),
+            category_ids=tuple(cfg.category_ids),
             input_size=tuple(input_size) if input_size is not None else None,
             batch=batch,
             score_thr=cfg.inference.score_thr,
@@ -84,6 +88,7 @@ class ModelInfo:
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
             "class_names": list(self.class_names),
+            "category_ids": list(self.category_ids) if self.category_ids is not None else None,
             "input_size": list(self.input_size) if self.input_size is not None else None,
             "batch": self.batch,
             "dynamic": self.dynamic,
@@ -117,9 +122,10 @@ class ModelInfo:
             raise ModelFileError(f"{source} has metadata version {data['format_version']}; this csrinfer "
                                  f"reads up to {FORMAT_VERSION}, upgrade csrinfer")
         try:
-            size = data.get("input_size")
+            size, ids = data.get("input_size"), data.get("category_ids")
             return cls(
                 class_names=tuple(str(n) for n in data["class_names"]),
+                category_ids=tuple(int(i) for i in ids) if ids is not None else None,
                 input_size=tuple(int(v) for v in size) if size else None,
                 batch=int(data["batch"]) if data.get("batch") is not None else None,
                 stride=int(data.get("stride", 8)),

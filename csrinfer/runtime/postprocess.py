@@ -26,7 +26,8 @@ CHUNK_PIXELS = 16_000_000
 
 
 def to_instances(scores, labels, masks, box: Letterbox, class_names: Sequence[str] = (),
-                 score_thr: float = 0.0, mask_thr: float = 0.5) -> Instances:
+                 score_thr: float = 0.0, mask_thr: float = 0.5,
+                 category_ids: Sequence[int] | None = None) -> Instances:
     """One image's graph outputs -> Instances.
 
     Args:
@@ -41,7 +42,7 @@ def to_instances(scores, labels, masks, box: Letterbox, class_names: Sequence[st
     keep = torch.nonzero(scores > score_thr).flatten()
     h, w = box.original
     if keep.numel() == 0:
-        return Instances.empty(h, w, class_names)
+        return Instances.empty(h, w, class_names, category_ids)
     keep = keep[torch.argsort(scores[keep], descending=True)]
     masks, labels = torch.as_tensor(masks), torch.as_tensor(labels)
     bool_masks = np.empty((keep.numel(), h, w), bool)
@@ -55,6 +56,7 @@ def to_instances(scores, labels, masks, box: Letterbox, class_names: Sequence[st
         scores=scores[keep].cpu().numpy().astype(np.float32),
         boxes=masks_to_boxes(bool_masks),
         class_names=tuple(class_names),
+        category_ids=category_ids,
     )
 
 

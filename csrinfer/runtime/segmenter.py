@@ -138,7 +138,7 @@ class Segmenter:
     def postprocess(self, outputs: dict, boxes: Sequence[Letterbox]) -> list[Instances]:
         """Graph outputs for a batch -> one Instances per box (extra batch entries ignored)."""
         return [to_instances(outputs["scores"][i], outputs["labels"][i], outputs["masks"][i], box,
-                             self.class_names, self.score_thr, self.mask_thr)
+                             self.class_names, self.score_thr, self.mask_thr, self.info.category_ids)
                 for i, box in enumerate(boxes)]
 
     def __repr__(self) -> str:

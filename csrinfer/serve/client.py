@@ -89,6 +89,8 @@ class RemoteSegmenter:
         config = self._model_config()
         params = {k: v.get("string_value", "") for k, v in config.get("parameters", {}).items()}
         self.class_names = tuple(json.loads(params.get("class_names") or "[]"))
+        ids = json.loads(params.get("category_ids") or "null")  # absent from repositories of older csrinfer
+        self.category_ids = tuple(ids) if ids is not None else None
         self.takes_raw = any(i["name"] == wire.IMAGE_RAW for i in config.get("input", []))
 
     def _connect(self):
@@ -189,7 +191,7 @@ class RemoteSegmenter:
         except Exception as e:  # noqa: BLE001
             raise self._error(e, index) from None
         outputs = {n: result.as_numpy(n) for n in wire.OUTPUTS}
-        instances = wire.decode_instances(outputs, self.class_names)[0]
+        instances = wire.decode_instances(outputs, self.class_names, self.category_ids)[0]
         return instances if self.score_thr is None else instances[np.flatnonzero(instances.scores > self.score_thr)]
 
     def _error(self, error: Exception, index: int | None) -> Exception:

@@ -71,7 +71,8 @@ def encode_instances(batch: Sequence[Instances]) -> dict[str, np.ndarray]:
     return out
 
 
-def decode_instances(outputs: dict[str, np.ndarray], class_names: Sequence[str] = ()) -> list[Instances]:
+def decode_instances(outputs: dict[str, np.ndarray], class_names: Sequence[str] = (),
+                     category_ids: Sequence[int] | None = None) -> list[Instances]:
     """The output arrays of one response -> one Instances per image."""
     from pycocotools import mask as mask_utils
 
@@ -80,7 +81,7 @@ def decode_instances(outputs: dict[str, np.ndarray], class_names: Sequence[str] 
         k = int(outputs["num_instances"][i, 0])
         h, w = (int(v) for v in outputs["image_size"][i])
         if k == 0:
-            results.append(Instances.empty(h, w, class_names))
+            results.append(Instances.empty(h, w, class_names, category_ids))
             continue
         rles = [{"size": [h, w], "counts": _as_bytes(c)} for c in outputs["masks_rle"][i, :k]]
         masks = mask_utils.decode(rles).transpose(2, 0, 1).astype(bool)
@@ -88,7 +89,7 @@ def decode_instances(outputs: dict[str, np.ndarray], class_names: Sequence[str] 
                                  labels=outputs["labels"][i, :k].astype(np.int64),
                                  scores=outputs["scores"][i, :k].astype(np.float32),
                                  boxes=outputs["boxes"][i, :k].astype(np.float32),
-                                 class_names=tuple(class_names)))
+                                 class_names=tuple(class_names), category_ids=category_ids))
     return results
 
 

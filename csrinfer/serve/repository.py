@@ -109,7 +109,7 @@ def write_serve_repo(model_file: str | os.PathLike, repo_dir: str | os.PathLike,
     inputs = [mc.tensor(n, *protocol.INPUT_SPECS[n], optional=True) for n in (protocol.IMAGE, protocol.IMAGE_RAW)]
     config = mc.python_model(name, inputs, _protocol_outputs(), max_batch, instances, dynamic_batching,
                              queue_delay_us, parameters={"model_file": model_file.name, "device": device or "",
-                                                         "class_names": list(info.class_names)})
+                                                         **_class_parameters(info)})
     _write_model(model_dir, config, "Segmenter around " + model_file.name, "SegmenterModel", python_paths)
     return model_dir
 
@@ -172,7 +172,7 @@ def write_triton_repo(model_file: str | os.PathLike, repo_dir: str | os.PathLike
          {o: o for o in protocol.OUTPUTS}),
     ]
     ensemble = mc.ensemble_model(name, image, outputs, mbs, steps,
-                                 parameters={"class_names": list(info.class_names)})
+                                 parameters=_class_parameters(info))
     (repo / name).mkdir(parents=True, exist_ok=True)
     (repo / name / "1").mkdir(exist_ok=True)  # an ensemble still needs a version folder
     (repo / name / "config.pbtxt").write_text(mc.to_pbtxt(ensemble) + "\n")
@@ -239,6 +239,12 @@ def _existing(path, suffixes: Sequence[str]) -> Path:
     if not path.is_file():
         raise ModelFileError(f"model file {path} does not exist" if not path.exists() else f"model file {path} is not a file")
     return path.resolve()
+
+
+def _class_parameters(info) -> dict:
+    """What a client needs to name its results: class names and the dataset category ids."""
+    ids = list(info.category_ids) if info.category_ids is not None else None
+    return {"class_names": list(info.class_names), "category_ids": ids}
 
 
 def _check_arguments(instances, max_batch, kind: str = "KIND_GPU", python_paths=None) -> None:

@@ -397,6 +397,7 @@ def _train_dataset(cfg: Config, data_dir) -> CocoInstanceDataset:
         log.warning("the dataset's category names %s differ from the config's %s; the dataset's are used",
                     _names(dataset.class_names), _names(cfg.classes))
         cfg.classes = list(dataset.class_names)
+    cfg.category_ids = list(dataset.category_ids)  # what predictions.json and to_coco write
     return dataset
 
 

@@ -65,6 +65,18 @@ def test_to_coco_round_trips_through_pycocotools():
         np.testing.assert_array_equal(mask_utils.decode(rle).astype(bool), m)
 
 
+def test_to_coco_writes_the_models_own_category_ids_unless_given_others():
+    rng = np.random.default_rng(4)
+    masks = rng.random((3, 9, 11)) > 0.5
+    inst = Instances(masks, np.array([2, 0, 1]), np.array([0.9, 0.5, 0.3], np.float32), masks_to_boxes(masks),
+                     ("mug", "cat", "person"), category_ids=(3, 7, 12))
+    assert [e["category_id"] for e in inst.to_coco(image_id=1)] == [12, 3, 7]
+    assert [e["category_id"] for e in inst[1:].to_coco(image_id=1)] == [3, 7]  # indexing keeps them
+    assert [e["category_id"] for e in inst.to_coco(image_id=1, category_ids=[5, 6, 8])] == [8, 5, 6]
+    inst.category_ids = None  # a model file exported before ids were recorded
+    assert [e["category_id"] for e in inst.to_coco(image_id=1)] == [3, 1, 2]
+
+
 def test_to_coco_refuses_fewer_category_ids_than_classes_even_without_instances():
     import pytest
 

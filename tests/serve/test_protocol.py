@@ -21,7 +21,8 @@ def test_round_trip_of_a_batch_with_different_counts_and_sizes():
              random_instances(rng, 2, 17, 33)]
     outputs = protocol.encode_instances(batch)
     assert outputs["masks_rle"].shape == (3, 5) and outputs["num_instances"].ravel().tolist() == [5, 0, 2]
-    decoded = protocol.decode_instances(outputs, ("a", "b", "c", "d"))
+    decoded = protocol.decode_instances(outputs, ("a", "b", "c", "d"), (3, 7, 12, 20))
+    assert all(got.category_ids == (3, 7, 12, 20) for got in decoded)
     for want, got in zip(batch, decoded):
         assert got.image_size == want.image_size and len(got) == len(want)
         np.testing.assert_array_equal(got.masks, want.masks)

@@ -39,6 +39,7 @@ def test_serve_repo(tmp_path, tiny_checkpoint, small_cfg):
         (n, *protocol.OUTPUT_SPECS[n]) for n in protocol.OUTPUTS]
     assert config.instance_group[0].count == 3
     assert json.loads(params(config)["class_names"]) == list(small_cfg.classes)
+    assert json.loads(params(config)["category_ids"]) == small_cfg.category_ids
     assert (model_dir / "1" / params(config)["model_file"]).read_bytes() == tiny_checkpoint.read_bytes()
     assert "SegmenterModel as TritonPythonModel" in (model_dir / "1" / "model.py").read_text()
 
@@ -134,7 +135,8 @@ def test_triton_repo_for_a_tensorrt_plan_reads_its_sidecar(tmp_path):
 
     plan = tmp_path / "model.plan"
     plan.write_bytes(b"not parsed: Triton's TensorRT backend reads it")
-    info = ModelInfo(class_names=("a", "b", "c"), input_size=(96, 128), batch=None, inference={"max_per_img": 30})
+    info = ModelInfo(class_names=("a", "b", "c"), category_ids=(3, 7, 12), input_size=(96, 128), batch=None,
+                     inference={"max_per_img": 30})
     shapes = {"images": {k: [1, 3, 96, 128] for k in ("min", "opt", "max")}}
     write_sidecar(plan, info.to_metadata(), EngineRecord("10.13.0", "NVIDIA H200", (9, 0), "fp16", shapes))
     repo = write_triton_repo(plan, tmp_path / "repo", max_batch=4)
@@ -144,7 +146,8 @@ def test_triton_repo_for_a_tensorrt_plan_reads_its_sidecar(tmp_path):
     assert [(t.name, list(t.dims)) for t in engine.input] == [("images", [3, 96, 128])]
     assert [(t.name, dtype(t.data_type), list(t.dims)) for t in engine.output] == [
         ("scores", "TYPE_FP32", [30]), ("labels", "TYPE_INT64", [30]), ("masks", "TYPE_FP32", [30, 12, 16])]
-    assert json.loads(params(parse(repo / "csrinfer" / "config.pbtxt"))["class_names"]) == ["a", "b", "c"]
+    ensemble = params(parse(repo / "csrinfer" / "config.pbtxt"))
+    assert json.loads(ensemble["class_names"]) == ["a", "b", "c"] and json.loads(ensemble["category_ids"]) == [3, 7, 12]
 
 
 def test_model_file_mistakes_are_one_sentence(tmp_path):

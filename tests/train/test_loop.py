@@ -132,3 +132,28 @@ def test_mixed_precision_is_fp16_on_cuda_and_bf16_only_on_cpus_that_have_it(monk
     assert loop.autocast_dtype(torch.device("cpu"), amp=True) == (torch.bfloat16 if native_bf16 else None)
     assert loop.autocast_dtype(torch.device("cuda", 0), amp=False) is None
     assert loop.autocast_dtype(torch.device("cpu"), amp=False) is None
+
+
+def test_the_datasets_own_category_ids_reach_the_checkpoint_the_onnx_file_and_the_instances(tiny_data, tmp_path):
+    """A dataset numbering its categories 3, 7, 12, 20 gets those ids back in COCO results."""
+    import shutil
+
+    from csrinfer import Segmenter
+    from csrinfer.export.pipeline import ExportOptions, export_model
+
+    data = shutil.copytree(tiny_data, tmp_path / "data")
+    ours = {1: 3, 2: 7, 3: 12, 4: 20}
+    for split in ("train", "val"):
+        path = data / "annotations" / f"instances_{split}.json"
+        gt = json.loads(path.read_text())
+        assert sorted(c["id"] for c in gt["categories"]) == [1, 2, 3, 4]
+        for item in gt["categories"] + gt["annotations"]:
+            key = "id" if "name" in item else "category_id"
+            item[key] = ours[item[key]]
+        path.write_text(json.dumps(gt))
+    final = train(tiny_config(), data, tmp_path / "run", max_iters=1, progress=False)
+    assert load_checkpoint(final)[1].category_ids == [3, 7, 12, 20]
+    onnx_file = export_model(final, ExportOptions(out_dir=tmp_path / "export")).onnx
+    for model in (final, onnx_file):
+        instances = Segmenter(model).predict(data / "val" / sorted(p.name for p in (data / "val").iterdir())[0])
+        assert tuple(instances.category_ids) == (3, 7, 12, 20), model
