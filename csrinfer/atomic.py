@@ -3,22 +3,40 @@
 Every file csrinfer writes for a user (checkpoints, ONNX graphs, engines, predictions, reports)
 goes through ``atomic_write``: the data goes to a temp file beside the target, then one rename
 puts it in place, so Ctrl-C, a full disk or a crash leaves the old file or none, never a torn one.
+Temp files and folders are made with the modes a plain ``open``/``mkdir`` would give (the umask's),
+not ``tempfile``'s owner-only ones: an engine file must stay readable by a Triton server running
+as another user.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import tempfile
+import secrets
 from pathlib import Path
+
+
+def temp_beside(path: str | os.PathLike, folder: bool = False) -> Path:
+    """A new empty file (or folder) next to ``path``, to fill and then rename onto it."""
+    path = Path(path)
+    for _ in range(100):
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+        try:
+            if folder:
+                tmp.mkdir()
+            else:
+                os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
+            return tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"no free temporary name beside {path}")
 
 
 def atomic_write(path: str | os.PathLike, write) -> Path:
     """Call ``write(tmp_path)`` then rename onto ``path``; ``path`` is never half-written."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    tmp = temp_beside(path)
     try:
         write(tmp)
         os.replace(tmp, path)

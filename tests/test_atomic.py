@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 
 import pytest
 
@@ -35,3 +37,18 @@ def test_a_failed_write_keeps_the_old_file_and_leaves_no_temp_file(tmp_path):
 def test_write_bytes_and_text(tmp_path):
     assert atomic.write_bytes(tmp_path / "b.bin", memoryview(b"\x00\x01")).read_bytes() == b"\x00\x01"
     assert atomic.write_text(tmp_path / "t.md", "# AP\n").read_text() == "# AP\n"
+
+
+def test_written_files_and_folders_get_the_modes_a_plain_open_gives(tmp_path):
+    """Not tempfile's owner-only 0600: a Triton server running as another user reads the engine."""
+    old = os.umask(0o022)
+    try:
+        plain = tmp_path / "plain"
+        plain.write_text("x")
+        (tmp_path / "plain_dir").mkdir()
+        written = atomic.write_json(tmp_path / "r.json", {"v": 1})
+        folder = atomic.temp_beside(tmp_path / "data", folder=True)
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(written.stat().st_mode) == stat.S_IMODE(plain.stat().st_mode) == 0o644
+    assert stat.S_IMODE(folder.stat().st_mode) == stat.S_IMODE((tmp_path / "plain_dir").stat().st_mode) == 0o755

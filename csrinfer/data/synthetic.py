@@ -24,12 +24,12 @@ import json
 import math
 import os
 import shutil
-import tempfile
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from csrinfer.atomic import temp_beside
 from csrinfer.errors import DatasetError, os_error_sentence
 
 CLASSES = ("circle", "rectangle", "triangle", "star")
@@ -55,7 +55,7 @@ def write_synthetic(out_dir: str | os.PathLike, n_train: int = 1000, n_val: int 
     backgrounds = load_backgrounds()
     try:
         out_dir.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
+        tmp = temp_beside(out_dir, folder=True)
     except OSError as e:
         raise DatasetError(f"cannot create {out_dir}: {os_error_sentence(e)}") from e
     try:
