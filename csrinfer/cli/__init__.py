@@ -2,8 +2,9 @@
 
 Each subcommand lives in its own module with ``HELP``, ``add_arguments(parser)`` and
 ``run(args) -> int``; heavy imports happen inside ``run`` so ``csrinfer --help`` is instant.
-A user's mistake (:class:`csrinfer.errors.CsrinferError`) is printed as one line, exit code 2;
-an OS error (disk full, no permission) as one line too, exit code 1.
+A user's mistake (:class:`csrinfer.errors.CsrinferError`, or arguments argparse refuses) is
+printed as one line, exit code 2; an OS error (disk full, no permission) as one line too, exit
+code 1.
 """
 
 from __future__ import annotations
@@ -28,8 +29,15 @@ COMMANDS = {
 }
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """Refused arguments are one line, as every other mistake, not argparse's usage block."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="csrinfer", description="Train, export, run and serve the CSR-D2S network.")
+    parser = OneLineParser(prog="csrinfer", description="Train, export, run and serve the CSR-D2S network.")
     from csrinfer import __version__
 
     parser.add_argument("--version", action="version", version=f"csrinfer {__version__}")

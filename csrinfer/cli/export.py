@@ -29,7 +29,7 @@ def add_arguments(p) -> None:
     p.add_argument("--fp16-onnx", action="store_true",
                    help="also write model.fp16.onnx (FP16 network, FP32 I/O); the FP16 engine is built from it")
     add_engine_arguments(p)
-    p.add_argument("--triton-repo", metavar="DIR", default=None,
+    p.add_argument("--triton-repo", metavar="DIR", default=None, type=output_folder,
                    help="also write a Triton model repository for what was exported (the engine, else the ONNX, "
                         "behind pre/post-processing in an ensemble; see README 'Serving on Triton')")
 

@@ -14,6 +14,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from csrinfer.cli.common import output_folder
+
 HELP = "serve a model on Triton Inference Server (HTTP, gRPC and metrics on 127.0.0.1)"
 
 
@@ -24,7 +26,7 @@ def add_arguments(p) -> None:
     p.add_argument("--instances", type=int, default=1, help="model instances (parallel executions; default 1)")
     p.add_argument("--max-batch", type=int, default=8, help="largest batch the dynamic batcher forms (default 8)")
     p.add_argument("--no-dynamic-batching", action="store_true", help="run requests one at a time per instance")
-    p.add_argument("--repo", help="write the model repository here and keep it (default: a temporary folder)")
+    p.add_argument("--repo", type=output_folder, help="write the model repository here and keep it (default: a temporary folder)")
     p.add_argument("--name", default="csrinfer", help="model name clients ask for (default csrinfer)")
     p.add_argument("--device", help="cpu, cuda, cuda:N (default: the best available)")
     p.add_argument("--log", help="tritonserver's log file (default: tritonserver.log beside --repo, else in the temp folder)")
