@@ -62,13 +62,29 @@ def run(args) -> int:
 
 
 def _val_split(data):
-    """The val annotation file, its structure checked; None when the dataset has no val split."""
+    """The val annotation file, its structure checked; None (and a warning) when the dataset has
+    no val split."""
+    import warnings
+
     from csrinfer.data.coco import find_split, load_coco
     from csrinfer.errors import DatasetError
 
     try:
         ann_file, _ = find_split(data, "val")
-    except DatasetError:
+    except DatasetError as e:
+        if _has_train_split(data):  # said now, not after hours of training; else train() fails at once
+            warnings.warn(f"{e}; the run will not be evaluated", stacklevel=1)
         return None
     load_coco(ann_file)
     return ann_file
+
+
+def _has_train_split(data) -> bool:
+    from csrinfer.data.coco import find_split
+    from csrinfer.errors import DatasetError
+
+    try:
+        find_split(data, "train")
+    except DatasetError:
+        return False
+    return True

@@ -88,6 +88,9 @@ def find_split(data_dir: str | os.PathLike, split: str) -> tuple[Path, Path]:
     ``train/``) and MS-COCO's (``annotations/instances_train2017.json`` + ``train2017/``).
     """
     root = Path(data_dir)
+    if root.is_file():
+        raise DatasetError(f"{root} is a file; give the dataset folder, the one holding "
+                           f"annotations/instances_{split}.json and {split}/")
     if not root.is_dir():
         raise DatasetError(f"dataset folder {root} does not exist")
     for suffix in ("", "2017", "2014"):

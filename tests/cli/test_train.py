@@ -56,6 +56,8 @@ def test_a_broken_val_file_is_refused_before_training(shapes, tmp_path, capsys):
 @pytest.mark.parametrize("argv,message", [
     (["data", "synth", "--out", "{shapes}"], "not empty"),
     (["train", "--config", "{models}/csr_d2s_r18_small.yaml", "--data", "{tmp}/nowhere"], "does not exist"),
+    (["train", "--config", "{models}/csr_d2s_r18_small.yaml", "--data", "{shapes}/annotations/instances_train.json"],
+     "is a file; give the dataset folder"),
     (["train", "--config", "{models}/csr_d2s_r50_coco.yaml", "--data", "{shapes}", "--out", "{tmp}/x"],
      "4 categories"),
     (["eval", "--ckpt", "{tmp}/missing.pth", "--data", "{shapes}"], "does not exist"),
@@ -67,3 +69,16 @@ def test_mistakes_are_one_line(argv, message, shapes, tmp_path, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith(f"csrinfer {argv[0]}: error:") and message in err[0], err
+
+
+def test_a_dataset_without_val_split_is_said_before_training(shapes, tmp_path, capsys):
+    import shutil
+
+    from tests.conftest import MODELS
+
+    data = shutil.copytree(shapes, tmp_path / "shapes")
+    (data / "annotations" / "instances_val.json").rename(data / "annotations" / "instances_vall.json")
+    argv = ["train", "--config", str(MODELS / "csr_d2s_r50_coco.yaml"), "--data", str(data), "--out", str(tmp_path / "x")]
+    with pytest.warns(UserWarning, match=f"no 'val' split in {data}.*will not be evaluated"):
+        assert main(argv) == 2  # said although the run fails before its first iteration (80 classes, 4 categories)
+    assert "4 categories" in capsys.readouterr().err

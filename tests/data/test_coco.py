@@ -157,6 +157,8 @@ def test_find_split_reads_both_layouts_and_says_what_it_wanted(tmp_path):
         find_split(tmp_path, "train")
     with pytest.raises(DatasetError, match="does not exist"):
         find_split(tmp_path / "nope", "train")
+    with pytest.raises(DatasetError, match="instances_val2017.json is a file; give the dataset folder"):
+        find_split(tmp_path / "annotations" / "instances_val2017.json", "val")
 
 
 def test_a_broken_annotation_file_is_one_sentence(tmp_path):
