@@ -325,6 +325,7 @@ class CocoInstanceDataset(torch.utils.data.Dataset):
         label_of = {cid: i for i, cid in enumerate(self.category_ids)}
         skipped = Counter({r: 0 for r in SKIP_REASONS})
         self.records, missing, crowd = [], [], 0
+        self.unusable: set[int] = set()  # found unreadable once: not read (nor reported) again
         for image_id in sorted(self.coco.imgs):
             info = self.coco.imgs[image_id]
             path = self.image_dir / info["file_name"]
@@ -363,18 +364,19 @@ class CocoInstanceDataset(torch.utils.data.Dataset):
 
     def load(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None] | None:
         """Untransformed (uint8 BGR image [H, W, 3], uint8 masks [N, H, W], int64 labels [N],
-        bool ignore [H, W] or None); None (with a warning) when the image cannot be used."""
+        bool ignore [H, W] or None); None when the image cannot be used (a warning the first time:
+        each data-loader worker has its own copy of the dataset, so at most once per worker)."""
+        if index in self.unusable:
+            return None
         rec = self.records[index]
         try:
             image = read_image(rec["path"])
         except ImageError as e:
-            log.warning("%s; skipped", e)
-            return None
+            return self._skip(index, f"{e}; skipped")
         h, w = image.shape[:2]
         if (rec["height"], rec["width"]) != (h, w):
-            log.warning("image %s is %dx%d but its annotation says %dx%d; skipped",
-                        rec["path"], h, w, rec["height"], rec["width"])
-            return None
+            return self._skip(index, f"image {rec['path']} is {h}x{w} but its annotation says "
+                                     f"{rec['height']}x{rec['width']}; skipped")
         masks = np.zeros((len(rec["instances"]), h, w), np.uint8)
         for i, (seg, _) in enumerate(rec["instances"]):
             masks[i] = rasterize(seg, h, w)
@@ -385,6 +387,11 @@ class CocoInstanceDataset(torch.utils.data.Dataset):
             for seg in rec["crowds"]:
                 ignore |= rasterize(seg, h, w).astype(bool)
         return image, masks, labels, ignore
+
+    def _skip(self, index: int, reason: str) -> None:
+        self.unusable.add(index)
+        log.warning("%s", reason)
+        return None
 
     def __getitem__(self, index: int) -> Sample:
         for attempt in range(len(self)):

@@ -126,6 +126,11 @@ def test_an_unreadable_image_is_reported_and_replaced(awkward, caplog):
         sample = ds[3]  # broken.png: the next readable image (a.png, index 0) takes its place
     assert "broken.png" in caplog.text
     assert sample.image_id == 1 and sample.masks.shape[0] == 3
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        for _ in range(3):  # every epoch: replaced again, reported no more
+            assert ds[3].image_id == 1
+    assert "broken.png" not in caplog.text
 
 
 def test_collate_pads_images_and_masks_to_one_size(awkward):
