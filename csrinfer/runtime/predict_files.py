@@ -43,8 +43,8 @@ def predict_sources(segmenter: Segmenter, sources: Sequence[Source], out_dir, dr
     """Run ``segmenter`` on every source; images -> ``out_dir/<name>.png`` + ``predictions.json``,
     videos and cameras -> ``out_dir/<name>.mp4``.
 
-    ``predictions.json`` is a COCO results list (RLE masks, ``category_id`` = label + 1 unless
-    ``category_ids`` maps labels; ``image_id`` = the file name's number when every image is
+    ``predictions.json`` is a COCO results list (RLE masks, ``category_id`` = the model's own
+    category id of the label unless ``category_ids`` maps labels; ``image_id`` = the file name's number when every image is
     named by a number, as COCO's are, else the position among the images, from 1), each
     entry also carrying its ``file_name``.
     """
@@ -157,6 +157,15 @@ def image_ids(locations: Sequence) -> list[int]:
     if stems and all(s.isdigit() for s in stems) and len({int(s) for s in stems}) == len(stems):
         return [int(s) for s in stems]
     return list(range(1, len(stems) + 1))
+
+
+def earlier_results(out_dir) -> list[Path]:
+    """Files in ``out_dir`` of the kinds a run writes (results, overlays, videos), which a new run
+    into it would overwrite or leave mixed with its own."""
+    out_dir = Path(out_dir)
+    if not out_dir.is_dir():
+        return []
+    return sorted(p for p in out_dir.iterdir() if p.is_file() and (p.name == RESULTS_NAME or p.suffix in (".png", ".mp4")))
 
 
 def unique_names(names: Sequence[str]) -> list[str]:

@@ -1,12 +1,14 @@
 """What ``csrinfer predict`` reads: image files, folders of them, video files, camera indices.
 
-``collect_sources`` expands folders (sorted, not recursive) and sorts each item into a kind.
+``collect_sources`` expands folders (sorted, not recursive, as Ultralytics and mmdetection read a
+folder; subfolders left out are named in a warning) and sorts each item into a kind.
 A path that does not exist is kept as an image source so that it is reported with the other
 bad items at the end of a run instead of stopping it.
 """
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,8 +48,12 @@ def collect_sources(items) -> tuple[list[Source], list[tuple[str, str]]]:
         if path.is_dir():
             files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES + VIDEO_SUFFIXES)
             sources += [_file_source(p) for p in files]
+            subfolders = sorted(p.name for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
+            unsearched = f" (its subfolders {', '.join(subfolders)} are not searched: give them too)" if subfolders else ""
             if not files:
-                problems.append((text, f"folder {path} holds no image or video files"))
+                problems.append((text, f"folder {path} holds no image or video files{unsearched}"))
+            elif subfolders:
+                warnings.warn(f"folder {path}: only its own files are read{unsearched}", stacklevel=2)
         else:
             sources.append(_file_source(path))  # missing or odd files are reported when read
     return sources, problems

@@ -133,3 +133,18 @@ def test_without_out_a_second_run_gets_its_own_folder(tmp_path, small_onnx, monk
     assert runs == ["predict", "predict2"]
     assert all((tmp_path / "runs" / name / "predictions.json").exists() for name in runs)
     assert "results in runs/predict2" in capsys.readouterr().out
+
+
+def test_an_out_folder_holding_an_earlier_run_is_refused_before_the_model_loads(tmp_path, small_onnx, capsys):
+    """Its predictions.json would be replaced and its overlays mixed with the new run's."""
+    cv2.imwrite(str(tmp_path / "street.jpg"), photo_like(5, 64, 80))
+    out = tmp_path / "out"
+    assert main(["predict", str(tmp_path / "street.jpg"), "--model", str(small_onnx), "--out", str(out), "--quiet"]) == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    capsys.readouterr()
+    assert main(["predict", str(tmp_path / "street.jpg"), "--model", str(tmp_path / "not_loaded.onnx"),
+                 "--out", str(out), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"csrinfer predict: error: --out {out} already holds results of an earlier run "
+                          "(predictions.json, street.png)") and len(err.splitlines()) == 1
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
