@@ -167,3 +167,20 @@ def test_ctrl_c_keeps_the_predictions_of_the_images_done(shapes, tmp_path, small
     done = {r["image_id"] for r in json.loads(out.read_text())}
     first_two = sorted(load_coco(find_split(shapes, "val")[0]).getImgIds())[:2]
     assert done <= set(first_two) and "first 2 images" in capsys.readouterr().err
+
+
+def test_masks_are_scored_not_boxes(shapes):
+    """Every object predicted as its filled box: right boxes, wrong masks. Mask AP sees it."""
+    ann, _, _ = _ground_truth_as_results(shapes)
+    ds = CocoInstanceDataset(*find_split(shapes, "val"))
+    results = []
+    for i, rec in enumerate(ds.records):
+        _, masks, labels, _ = ds.load(i)
+        boxes = masks_to_boxes(masks.astype(bool))
+        filled = np.zeros(masks.shape, bool)
+        for m, (x1, y1, x2, y2) in zip(filled, boxes.astype(int)):
+            m[y1:y2, x1:x2] = True
+        inst = Instances(filled, labels, np.ones(len(labels), np.float32), masks_to_boxes(filled), ds.class_names)
+        results += inst.to_coco(rec["id"], ds.category_ids)
+    assert coco_metrics(ann, results, iou_type="bbox")["AP"] == pytest.approx(1.0)  # the boxes are exact...
+    assert coco_metrics(ann, results)["AP"] < 0.9  # ...the default, mask AP, is not fooled

@@ -15,10 +15,18 @@ MODELS = Path(__file__).resolve().parents[2] / "models"
 def test_info_reports_parts_and_flops(capsys):
     assert main(["info", "--config", str(MODELS / "csr_d2s_r18_small.yaml"), "--input-size", "320x480", "--json"]) == 0
     summary = json.loads(capsys.readouterr().out)
+    from csrinfer.config import load_config
+    from csrinfer.model import build_model
+
+    model = build_model(load_config(MODELS / "csr_d2s_r18_small.yaml"))
+    numel = {part: sum(t.numel() for t in getattr(model, part).parameters()) for part in ("backbone", "neck", "head")}
     p = summary["parameters"]
-    assert p["total"] == p["backbone"] + p["neck"] + p["head"] > 0
+    assert {k: p[k] for k in numel} == numel and p["total"] == sum(numel.values())
     assert (summary["flops"]["height"], summary["flops"]["width"]) == (320, 480)
-    assert summary["flops"]["network"] > 1e9
+    assert main(["info", "--config", str(MODELS / "csr_d2s_r18_small.yaml"), "--input-size", "640x960", "--json"]) == 0
+    double = json.loads(capsys.readouterr().out)["flops"]["network"]
+    # Per-pixel work grows 4x; the kernel and category branches run on fixed S x S grids.
+    assert 3.2 < double / summary["flops"]["network"] < 4
 
 
 def test_info_on_a_checkpoint(tmp_path, capsys, small_cfg):

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import cv2
 import pytest
-import torch
 
 from csrinfer.cli import main
 from tests.conftest import photo_like
 
 
-@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU behaviour: a warning, plain FP32")
 def test_fast_on_cpu_warns_and_still_predicts(tmp_path, small_ckpt, capsys):
     cv2.imwrite(str(tmp_path / "a.png"), photo_like(0, 90, 120))
     with pytest.warns(UserWarning, match="do nothing on cpu"):

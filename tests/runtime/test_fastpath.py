@@ -55,13 +55,16 @@ def test_fast_path_on_gpu_agrees_with_fp32_eager(small_model):
     with torch.inference_mode():
         want = [t.clone() for t in eager(images)]
         got = [t.clone() for t in fast(images)]
-        again = fast(images * 0.5)  # a replay with other data follows its input
+        again = [t.clone() for t in fast(images * 0.5)]  # a replay with other data follows its input
+        want_again = eager(images * 0.5)
     assert got[0].dtype == torch.float32 and got[2].dtype == torch.float32
     live = want[0][0] > 0.1
     assert live.any()
     # FP16 moves scores a little and may reorder near-ties: compare the score distributions.
     torch.testing.assert_close(got[0][0][live].sort().values, want[0][0][live].sort().values, rtol=0, atol=0.05)
-    assert not torch.equal(again[0], got[0])
+    live_again = want_again[0][0] > 0.1
+    torch.testing.assert_close(again[0][0][live_again].sort().values, want_again[0][0][live_again].sort().values,
+                               rtol=0, atol=0.05)
 
 
 # --- through Segmenter (the PyTorch backend's options) ---------------------------------------

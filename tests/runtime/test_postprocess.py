@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from csrinfer.runtime.instances import Instances, masks_to_boxes
 from csrinfer.runtime.postprocess import to_instances
@@ -63,6 +64,7 @@ def test_to_coco_round_trips_through_pycocotools():
     for e, m in zip(entries, masks):
         rle = {"size": e["segmentation"]["size"], "counts": e["segmentation"]["counts"].encode()}
         np.testing.assert_array_equal(mask_utils.decode(rle).astype(bool), m)
+        assert e["bbox"] == pytest.approx(mask_utils.toBbox(rle).tolist())  # COCO's x, y, w, h
 
 
 def test_to_coco_writes_the_models_own_category_ids_unless_given_others():

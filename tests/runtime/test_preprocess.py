@@ -36,3 +36,22 @@ def test_stack_batch_pads_to_the_largest():
     batch = stack_batch([a, b])
     assert batch.shape == (2, 3, 128, 96)
     assert (batch[1, :, :100, :40] == 1).all() and batch[1, 0, 120, 90] == np.float32(PAD_VALUE_RGB[0])
+
+
+def test_a_batch_of_different_sizes_tells_each_box_the_batchs_padded_size():
+    """Masks come back at the stride of the batch's input, so every box must know that size."""
+    from csrinfer.runtime.model_info import ModelInfo
+    from csrinfer.runtime.preprocess import letterbox_batch
+
+    rng = np.random.default_rng(0)
+    images = [rng.integers(0, 256, (40, 90, 3), np.uint8), rng.integers(0, 256, (70, 50, 3), np.uint8)]
+    info = ModelInfo(class_names=("a",), short_side=64, max_size=96, size_divisor=32)
+    batch, boxes = letterbox_batch(images, info)
+    assert batch.shape[0] == 2 and batch.shape[2] % 32 == 0 and batch.shape[3] % 32 == 0
+    assert [b.padded for b in boxes] == [tuple(batch.shape[2:])] * 2
+    assert [b.original for b in boxes] == [(40, 90), (70, 50)]
+    for (h, w), box, x in zip(((40, 90), (70, 50)), boxes, batch):
+        rh, rw = box.resized
+        assert resized_size(h, w, 64, 96) == (rh, rw)
+        np.testing.assert_array_equal(x[:, rh:, :], np.asarray(PAD_VALUE_RGB, np.float32)[:, None, None]
+                                      * np.ones((1, x.shape[1] - rh, x.shape[2]), np.float32))

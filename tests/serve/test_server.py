@@ -212,9 +212,7 @@ def test_requests_in_flight_when_the_server_stops_get_an_error(server, images):
     worker = threading.Thread(target=flood)
     worker.start()
     time.sleep(1.0)
-    started = time.monotonic()
     server.stop()
     worker.join(timeout=30)
     assert not worker.is_alive(), "a request in flight hung after the server stopped"
     assert isinstance(outcome.get("error"), ServerError), outcome
-    assert time.monotonic() - started < 30
