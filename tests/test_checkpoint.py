@@ -92,3 +92,43 @@ def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path, small_cfg,
     monkeypatch.undo()
     assert read_checkpoint(path)["meta"] == {"v": 1}
     assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_a_newer_format_version_asks_to_upgrade(tmp_path, small_cfg):
+    path = save_checkpoint(tmp_path / "m.pth", build_model(small_cfg), small_cfg)
+    payload = torch.load(path, weights_only=True)
+    payload["version"] = 2
+    torch.save(payload, path)
+    for load in (read_checkpoint, load_checkpoint):
+        with pytest.raises(CheckpointError, match="has format version 2; this csrinfer reads up to 1, "
+                                                  "upgrade csrinfer") as info:
+            load(path)
+        assert "\n" not in str(info.value)
+
+
+def _edited_state_dict(tmp_path, cfg, edit):
+    torch.manual_seed(0)
+    path = save_checkpoint(tmp_path / "m.pth", build_model(cfg), cfg)
+    payload = torch.load(path, weights_only=True)
+    edit(payload["state_dict"])
+    torch.save(payload, path)
+    return path
+
+
+def test_a_missing_weight_is_named_in_one_sentence(tmp_path, small_cfg):
+    keys = list(build_model(small_cfg).state_dict())
+    gone = keys[len(keys) // 2]
+    path = _edited_state_dict(tmp_path, small_cfg, lambda sd: sd.pop(gone))
+    with pytest.raises(CheckpointError, match="do not match its config") as info:
+        load_checkpoint(path)
+    message = str(info.value)
+    assert f"1 missing (e.g. {gone})" in message and "unexpected" not in message and "\n" not in message
+
+
+def test_an_unexpected_weight_is_named_in_one_sentence(tmp_path, small_cfg):
+    extra = torch.randn(3, 4)
+    path = _edited_state_dict(tmp_path, small_cfg, lambda sd: sd.update({"head.extra.weight": extra}))
+    with pytest.raises(CheckpointError, match="do not match its config") as info:
+        load_checkpoint(path)
+    message = str(info.value)
+    assert "1 unexpected (e.g. head.extra.weight)" in message and "missing" not in message and "\n" not in message

@@ -91,3 +91,47 @@ def test_category_ids_are_cocos_for_cocos_classes_else_one_to_n_unless_given(tmp
     path = tmp_path / "mine.yaml"
     path.write_text("model:\n  num_classes: 3\nclasses: [mug, cat, person]\ncategory_ids: [3, 7, 12]\n")
     assert load_config(path).category_ids == [3, 7, 12]
+
+
+# design.md §1, written out here (not read from Config()), so a changed default is caught.
+DESIGN_DEFAULTS = {
+    # Losses (Eq. 6): 1 x category + 2 x dice + 3 x focal; category focal alpha 0.25, gamma 2
+    ("train", "loss_cls"): 1.0, ("train", "loss_dice"): 2.0, ("train", "loss_focal"): 3.0,
+    ("train", "focal_alpha"): 0.25, ("train", "focal_gamma"): 2.0,
+    # Inference: SOLOv2's test settings
+    ("inference", "score_thr"): 0.1, ("inference", "nms_pre"): 500, ("inference", "mask_thr"): 0.5,
+    ("inference", "nms_kernel"): "gaussian", ("inference", "nms_sigma"): 2.0, ("inference", "filter_thr"): 0.05,
+    ("inference", "max_per_img"): 100,
+    # Training (paper §IV): AdamW lr 1e-4, wd 0.05, 12 epochs, x0.1 at 8 and 11, total batch 4
+    ("train", "lr"): 1e-4, ("train", "weight_decay"): 0.05, ("train", "epochs"): 12, ("train", "milestones"): [8, 11],
+    ("train", "gamma"): 0.1, ("train", "base_batch_size"): 4,
+    # Input: short side 800, long side at most 1333, padded to a multiple of 32, ImageNet statistics
+    ("input", "short_side"): 800, ("input", "max_size"): 1333, ("input", "size_divisor"): 32,
+    ("input", "mean"): [123.675, 116.28, 103.53], ("input", "std"): [58.395, 57.12, 57.375],
+    # Network: ResNet-50 (frozen stem), W = 256, CSR 256, D2S, SOLOv2 head on five grids
+    ("model", "backbone"): "resnet50", ("model", "frozen_stages"): 1, ("model", "neck_channels"): 256,
+    ("model", "csr"): True, ("model", "csr_channels"): 256, ("model", "d2s"): True, ("model", "num_classes"): 80,
+    ("model", "head_channels"): 256, ("model", "head_convs"): 4, ("model", "mask_channels"): 128,
+    ("model", "kernel_dim"): 256, ("model", "num_grids"): [40, 36, 24, 16, 12],
+}
+
+
+@pytest.mark.parametrize("source", ["Config()", "csr_d2s_r50_coco.yaml"])
+def test_the_paper_config_holds_the_design_values(source):
+    cfg = Config() if source == "Config()" else load_config(MODELS / source)
+    got = {(section, key): getattr(getattr(cfg, section), key) for section, key in DESIGN_DEFAULTS}
+    wrong = {k: (got[k], v) for k, v in DESIGN_DEFAULTS.items() if got[k] != v or type(got[k]) is not type(v)}
+    assert not wrong, f"(section, key): (config, design.md) {wrong}"
+    assert len(cfg.classes) == 80 and cfg.classes[0] == "person"
+
+
+def test_the_optimizer_of_the_paper_config_is_adamw_with_the_design_lr_and_weight_decay():
+    import torch
+
+    from csrinfer.train.schedule import build_optimizer
+
+    tc = Config().train
+    opt = build_optimizer(torch.nn.Linear(3, 2), tc.lr, tc.weight_decay)
+    assert type(opt) is torch.optim.AdamW
+    assert {g["lr"] for g in opt.param_groups} == {1e-4}
+    assert max(g["weight_decay"] for g in opt.param_groups) == 0.05

@@ -71,3 +71,34 @@ def test_resize_masks_handles_many_masks_at_odd_scales():
     out = resize_masks(masks, (23, 29))
     assert out.shape == (9, 23, 29) and set(np.unique(out)) <= {0, 1}
     assert out[:, 9:18, 9:18].all()  # the solid square survives the shrink
+
+
+def test_flip_mirrors_the_crowd_ignore_map_with_the_image():
+    # No resize (short side 90 -> 90): the ignore map out is exactly the input map mirrored.
+    rng = np.random.default_rng(3)
+    image, masks = _painted(rng)
+    ignore = rng.random((90, 130)) < 0.3
+    ignore[:, :40] = True  # a solid band on the left: the map is far from its own mirror image
+    assert (ignore != ignore[:, ::-1]).mean() > 0.3
+    _, _, ig, box = TrainTransform((90, 90), 1000, 1.0)(image, masks, ignore, rng)
+    assert box.resized == (90, 130)
+    np.testing.assert_array_equal(ig, ignore[:, ::-1])
+
+
+@pytest.mark.parametrize("size", [64, 150])
+def test_a_resized_flipped_ignore_map_lines_up_with_the_flipped_mask_and_image(size):
+    # The crowd region is blob 1 (painted green): after a flip and a resize the ignore map is the
+    # flipped map resized, the same pixels as the flipped mask 1 and the green blob of the image.
+    rng = np.random.default_rng(4)
+    image, masks = _painted(rng)
+    ignore = masks[1].astype(bool)
+    assert (ignore != ignore[:, ::-1]).any()
+    x, out_masks, ig, box = TrainTransform((size, size), 1000, 1.0)(image, masks, ignore, rng)
+    rh, rw = box.resized
+    assert ig.dtype == bool and ig.shape == (rh, rw)
+    np.testing.assert_array_equal(ig, resize_masks(np.ascontiguousarray(ignore[None, :, ::-1]), (rh, rw))[0] > 0)
+    np.testing.assert_array_equal(ig, out_masks[1].astype(bool))
+    green = (x[1, :rh, :rw] > 160) & (x[2, :rh, :rw] < 100)
+    assert (green & ig).sum() / (green | ig).sum() > 0.9
+    unflipped = resize_masks(ignore[None], (rh, rw))[0].astype(bool)
+    assert (green & unflipped).sum() / (green | unflipped).sum() < 0.5  # the check can tell a missing flip

@@ -78,23 +78,37 @@ def _outputs_and_targets(num_pos: int):
     pos_cell = torch.tensor([5, 0, 15][:num_pos])
     for bi, cell in zip(pos_image.tolist(), pos_cell.tolist()):
         labels[bi].view(-1)[cell] = 1
-    masks = (torch.rand(2, h, w) < 0.5).float()
-    targets = BatchTargets([labels], pos_image, pos_cell, torch.tensor([0, 1, 1][:num_pos]), masks, torch.ones_like(masks))
+    masks = torch.rand(2, h, w)  # soft targets, as the stride-8 targets are
+    weights = (torch.rand(2, h, w) < 0.6).float()  # 0 on ignored (crowd) pixels
+    targets = BatchTargets([labels], pos_image, pos_cell, torch.tensor([0, 1, 1][:num_pos]), masks, weights)
     return outputs, targets
 
 
 def test_solo_loss_weights_its_terms_and_computes_masks_by_dynamic_kernels():
     outputs, targets = _outputs_and_targets(3)
     losses = solo_loss(outputs, targets, cls_weight=1.0, dice_weight=2.0, focal_weight=3.0)
-    want = losses["loss_cls"] + 2 * losses["loss_dice"] + 3 * losses["loss_focal"]
-    assert losses["loss"].item() == pytest.approx(want.item(), rel=1e-6)
-    # the mask of a positive is its cell's kernel dotted with its image's mask features
-    kernels = outputs.kernel_preds[0].detach().flatten(2)  # [B, E, 16]
-    feats = outputs.mask_feats.detach()
-    logits = torch.stack([torch.einsum("e,ehw->hw", kernels[b, :, cell], feats[b])
-                          for b, cell in zip(targets.pos_image.tolist(), targets.pos_cell.tolist())])
-    t = targets.masks[targets.pos_instance]
-    assert losses["loss_dice"].item() == pytest.approx(dice_loss(logits, t).mean().item(), rel=1e-5)
+    # Independent references in numpy. The mask of a positive is its cell's kernel dotted with
+    # its image's mask features.
+    kernels = outputs.kernel_preds[0].detach().numpy().reshape(2, 5, 16)  # [B, E, cells]
+    feats = outputs.mask_feats.detach().numpy()
+    x = np.stack([np.einsum("e,ehw->hw", kernels[b, :, cell], feats[b])
+                  for b, cell in zip(targets.pos_image.tolist(), targets.pos_cell.tolist())]).astype(np.float64)
+    t = targets.masks.numpy()[targets.pos_instance.numpy()].astype(np.float64)
+    w = targets.mask_weights.numpy()[targets.pos_instance.numpy()].astype(np.float64)
+    assert 0 < w.mean() < 1  # some pixels ignored, some not
+    p, tw = _sigmoid(x) * w, t * w
+    dice = (1 - 2 * (p * tw).sum((1, 2)) / ((p ** 2).sum((1, 2)) + 1e-3 + (tw ** 2).sum((1, 2)) + 1e-3)).mean()
+    focal = (_focal(x, t) * w).sum() / w.sum()  # mean over the pixels of non-zero weight
+    cate = outputs.cate_preds[0].detach().numpy().astype(np.float64)  # [B, C, 4, 4]
+    labels = targets.cate_labels[0].numpy()
+    onehot = (labels[:, None] == np.arange(3)[None, :, None, None]).astype(np.float64)
+    cls = _focal(cate, onehot).sum() / (3 + 1)  # 3 positive cells
+    assert losses["loss_cls"].item() == pytest.approx(cls, rel=1e-5)
+    assert losses["loss_dice"].item() == pytest.approx(dice, rel=1e-5)
+    assert losses["loss_focal"].item() == pytest.approx(focal, rel=1e-5)
+    # Eq. 6 with design.md's weights: 1 x category + 2 x dice + 3 x focal
+    assert losses["loss"].item() == pytest.approx(1 * cls + 2 * dice + 3 * focal, rel=1e-5)
+    assert solo_loss(outputs, targets)["loss"].item() == pytest.approx(1 * cls + 2 * dice + 3 * focal, rel=1e-5)
 
 
 def test_a_batch_without_objects_still_reaches_every_branch():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from csrinfer.train.targets import IGNORE, batch_targets, centre_cells, image_targets
@@ -90,3 +91,59 @@ def test_batch_targets_index_images_and_instances():
     assert set(t.pos_image.tolist()) == {0, 2}
     assert set(t.pos_instance[t.pos_image == 2].tolist()) == {2}  # the third object of the batch
     assert (t.cate_labels[0][1] == C).all()
+
+
+def _triangle(size=256):
+    """Lower-left right triangle in the box y 40..232, x 24..216 (192 x 192)."""
+    yy, xx = np.mgrid[0:size, 0:size]
+    return (yy >= 40) & (yy < 232) & (xx >= 24) & (xx < 216) & (xx - 24 <= yy - 40)
+
+
+def _l_shape(size=256):
+    """An L: a bar x 24..72, y 40..232 and a bar y 184..232, x 24..216 (box 192 x 192)."""
+    m = np.zeros((size, size), bool)
+    m[40:232, 24:72] = True
+    m[184:232, 24:216] = True
+    return m
+
+
+@pytest.mark.parametrize("shape,grid,centre_cell,rows,cols", [
+    # Triangle: centre of mass (y 167.8, x 88.2), box centre (136, 120). S = 16 (16-px cells):
+    # centre cell (10, 5), two cells from the box centre's (8, 7). Half-extents 0.2 * 96 = 19.2:
+    # y 148.6..187.0 -> rows 9..11, x 69.0..107.4 -> columns 4..6.
+    (_triangle, 16, (10, 5), (9, 11), (4, 6)),
+    # L: centre of mass (y 166.9, x 89.1), box centre (136, 120). S = 8 (32-px cells): centre
+    # cell (5, 2), one cell from the box centre's (4, 3). y 147.7..186.1 -> rows 4..5,
+    # x 69.9..108.3 -> columns 2..3.
+    (_l_shape, 8, (5, 2), (4, 5), (2, 3)),
+])
+def test_the_centre_region_is_centred_on_the_centre_of_mass_not_the_box(shape, grid, centre_cell, rows, cols):
+    mask = shape()
+    ys, xs = np.nonzero(mask)  # the centre of mass, independently: mean of the pixel centres
+    cy, cx = ys.mean() + 0.5, xs.mean() + 0.5
+    cell = 256 / grid
+    assert (int(cy // cell), int(cx // cell)) == centre_cell
+    box_cell = (int((ys.min() + ys.max() + 1) / 2 // cell), int((xs.min() + xs.max() + 1) / 2 // cell))
+    assert abs(box_cell[0] - centre_cell[0]) >= 1 and abs(box_cell[1] - centre_cell[1]) >= 1
+    cate, pos_cell, pos_inst, *_ = image_targets(torch.from_numpy(mask.astype(np.uint8))[None], torch.tensor([1]),
+                                                 None, C, [grid], [[1, 512]], pos_scale=0.2)
+    expected = np.full((grid, grid), C)
+    expected[rows[0]:rows[1] + 1, cols[0]:cols[1] + 1] = 1
+    np.testing.assert_array_equal(cate[0].numpy(), expected)
+    want_cells = sorted(r * grid + c for r in range(rows[0], rows[1] + 1) for c in range(cols[0], cols[1] + 1))
+    assert sorted(pos_cell.tolist()) == want_cells and set(pos_inst.tolist()) == {0}
+
+
+def test_the_scale_is_the_geometric_mean_of_the_box_sides_not_the_longer_side():
+    # Box y 100..116 (h 16), x 30..230 (w 200): sqrt(16 * 200) = 56.6 -> [1, 64] only (the longer
+    # side, 200, would put it in [128, 512] only). S = 16 (16-px cells): centre (108, 130) -> cell
+    # (6, 8); half-extents 0.2 * 8 = 1.6 (y), 0.2 * 100 = 20 (x): y 106.4..109.6 -> row 6;
+    # x 110..150 -> columns 6..9, clipped to 7..9 around the centre cell.
+    masks = _box_mask(100, 116, 30, 230)[None]
+    cate, pos_cell, pos_inst, *_ = image_targets(masks, torch.tensor([3]), None, C, [16, 8],
+                                                 [[1, 64], [128, 512]], pos_scale=0.2)
+    expected = np.full((16, 16), C)
+    expected[6, 7:10] = 3
+    np.testing.assert_array_equal(cate[0].numpy(), expected)
+    assert (cate[1] == C).all()
+    assert sorted(pos_cell.tolist()) == [6 * 16 + 7, 6 * 16 + 8, 6 * 16 + 9] and pos_inst.tolist() == [0, 0, 0]
