@@ -44,9 +44,9 @@ def predict_sources(segmenter: Segmenter, sources: Sequence[Source], out_dir, dr
     videos and cameras -> ``out_dir/<name>.mp4``.
 
     ``predictions.json`` is a COCO results list (RLE masks, ``category_id`` = the model's own
-    category id of the label unless ``category_ids`` maps labels; ``image_id`` = the file name's number when every image is
-    named by a number, as COCO's are, else the position among the images, from 1), each
-    entry also carrying its ``file_name``.
+    category id of the label unless ``category_ids`` maps labels; ``image_id`` = the file
+    name's number when every image is named by a number, as COCO's are, else the position
+    among the images, from 1), each entry also carrying its ``file_name``.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
