@@ -122,7 +122,12 @@ D2S_DEVICE void d2s_conv_row(const D2SRow<T, V>& top, const D2SRow<T, V>& mid, c
         acc += w[6] * c[x] + w[7] * c[x + 1] + w[8] * c[x + 2];
         o.v[x] = d2s_from_float(acc, T(0));
     }
-    *reinterpret_cast<D2SPack<T, 2 * V>*>(dst) = o;
+    if (V == 1) {  // the variant for unaligned pointers: `dst` may be off by one element
+        dst[0] = o.v[0];
+        dst[1] = o.v[1];
+    } else {
+        *reinterpret_cast<D2SPack<T, 2 * V>*>(dst) = o;
+    }
 }
 
 template <typename T, int V, int R>

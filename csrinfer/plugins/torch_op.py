@@ -32,9 +32,13 @@ KERNEL_DTYPES = (torch.float32, torch.float16)
 
 
 def check_inputs(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> None:
-    """x [N, C, H, W] with C % 4 == 0, weight [C/4, 1, 3, 3], bias [C/4]; ValueError otherwise."""
+    """x [N, C, H, W] with C % 4 == 0, weight [C/4, 1, 3, 3], bias [C/4], on x's device;
+    ValueError otherwise."""
     if x.dim() != 4 or x.shape[1] % 4:
         raise ValueError(f"d2s_fused: x must be [N, C, H, W] with C divisible by 4, got {tuple(x.shape)}")
+    if weight.device != x.device or bias.device != x.device:  # else the kernel reads a host pointer
+        raise ValueError(f"d2s_fused: x, weight and bias must be on one device, got {x.device}, {weight.device} "
+                         f"and {bias.device}")
     co = x.shape[1] // 4
     if tuple(weight.shape) != (co, 1, 3, 3) or tuple(bias.shape) != (co,):
         raise ValueError(f"d2s_fused: for x {tuple(x.shape)} weight must be [{co}, 1, 3, 3] and bias [{co}], "
