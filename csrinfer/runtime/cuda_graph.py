@@ -45,19 +45,23 @@ class CudaGraphRunner:
                 return self.fn(x)
             entry = self.graphs[key] = self._capture(x)
         static_in, graph, static_out = entry
-        static_in.copy_(x)
-        graph.replay()
+        with torch.cuda.device(x.device):
+            static_in.copy_(x)
+            graph.replay()
         return static_out
 
     def _capture(self, x: torch.Tensor):
-        static_in = x.clone()
-        side = torch.cuda.Stream(x.device)
-        side.wait_stream(torch.cuda.current_stream(x.device))
-        with torch.cuda.stream(side):
-            for _ in range(self.warmup):
-                self.fn(static_in)
-        torch.cuda.current_stream(x.device).wait_stream(side)
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
-            static_out = self.fn(static_in)
+        # Everything on x's device, made current: torch.cuda.graph captures on a stream of the
+        # current device, so a model on cuda:1 with cuda:0 current would record nothing.
+        with torch.cuda.device(x.device):
+            static_in = x.clone()
+            side = torch.cuda.Stream(x.device)
+            side.wait_stream(torch.cuda.current_stream(x.device))
+            with torch.cuda.stream(side):
+                for _ in range(self.warmup):
+                    self.fn(static_in)
+            torch.cuda.current_stream(x.device).wait_stream(side)
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph, stream=torch.cuda.Stream(x.device)):
+                static_out = self.fn(static_in)
         return static_in, graph, static_out
