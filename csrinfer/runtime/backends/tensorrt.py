@@ -18,6 +18,7 @@ there); the calls follow the TensorRT 10.x/11.x Python API.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import warnings
 from collections.abc import Mapping
@@ -60,11 +61,10 @@ class TensorRTBackend(Backend):
         self.path = path
         self._trt = trt
         self._logger = make_logger(trt)
-        self.engine = self._deserialize(path)
-        self.context = self.engine.create_execution_context()
-        if self.context is None:
-            raise ModelFileError(f"TensorRT could not create an execution context for {path.name} "
-                                 f"({self._logger.first_error() or 'out of GPU memory?'})")
+        self._index = index
+        with self._on_device():  # TensorRT allocates on the current device
+            self.engine = self._deserialize(path)
+            self.context = self._new_context()
         names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
         inputs = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
         if inputs != [INPUT_NAME] or set(OUTPUT_NAMES) - set(names):
@@ -96,7 +96,7 @@ class TensorRTBackend(Backend):
             parts = [self.infer({INPUT_NAME: images[i:i + max_batch]}) for i in range(0, images.shape[0], max_batch)]
             return {k: _concat([p[k] for p in parts]) for k in parts[0]}
         self.check_profile(tuple(images.shape))
-        with self._lock:
+        with self._lock, self._on_device():
             if self.cuda_graph:
                 return self._replay(images)
             return self._run(images)
@@ -112,6 +112,21 @@ class TensorRTBackend(Backend):
                 raise ImageError(f"input {_fmt(shape)} is outside {self.path.name}'s optimisation profile "
                                  f"(min {_fmt(lo)}, max {_fmt(hi)}): its {axis} is {s}, the engine takes {a} to {b}; "
                                  f"rebuild it with `csrinfer build --min-shape/--max-shape` to cover it")
+
+    def _on_device(self):
+        """``self.device`` made current for TensorRT's allocations and launches (cuda:1 and up)."""
+        if _torch_cuda():
+            import torch
+
+            return torch.cuda.device(self._index)
+        return contextlib.nullcontext()  # _CudaPythonIO sets the device itself
+
+    def _new_context(self):
+        context = self.engine.create_execution_context()
+        if context is None:
+            raise ModelFileError(f"TensorRT could not create an execution context for {self.path.name} "
+                                 f"({self._logger.first_error() or 'out of GPU memory?'})")
+        return context
 
     def _deserialize(self, path: Path):
         runtime = self._trt.Runtime(self._logger)
@@ -130,9 +145,8 @@ class TensorRTBackend(Backend):
         self._runtime = runtime  # the engine must not outlive its runtime
         return engine
 
-    def _bind(self, x_ptr: int, shape: tuple[int, ...]) -> dict[str, object]:
-        """Set the input shape and every tensor address; returns freshly allocated outputs."""
-        ctx = self.context
+    def _bind(self, ctx, x_ptr: int, shape: tuple[int, ...]) -> dict[str, object]:
+        """Set ``ctx``'s input shape and every tensor address; returns freshly allocated outputs."""
         if not ctx.set_input_shape(INPUT_NAME, shape):
             raise ImageError(f"TensorRT refused input shape {_fmt(shape)} for {self.path.name}")
         ctx.set_tensor_address(INPUT_NAME, x_ptr)
@@ -145,14 +159,14 @@ class TensorRTBackend(Backend):
 
     def _run(self, images) -> dict[str, object]:
         x = self.io.upload(images, self.dtypes[INPUT_NAME])
-        outputs = self._bind(self.io.pointer(x), tuple(images.shape))
-        self._execute()
+        outputs = self._bind(self.context, self.io.pointer(x), tuple(images.shape))
+        self._execute(self.context)
         return self.io.finish(outputs, keep=x)
 
-    def _execute(self) -> None:
+    def _execute(self, ctx) -> None:
         # IExecutionContext.execute_async_v3(stream_handle): enqueue on a CUDA stream, after every
         # tensor address is set (set_tensor_address); returns False when the launch fails.
-        if not self.context.execute_async_v3(self.io.stream_handle):
+        if not ctx.execute_async_v3(self.io.stream_handle):
             raise ModelFileError(f"TensorRT could not run {self.path.name}: "
                                  f"{self._logger.first_error() or 'execute_async_v3 failed'}")
 
@@ -161,21 +175,25 @@ class TensorRTBackend(Backend):
 
         key = tuple(images.shape)
         if key not in self._graphs:
+            # A graph keeps the shapes and addresses its context had when captured, so each shape
+            # gets a context of its own (the first one the backend's); rebinding a shared context
+            # for shape B would leave shape A's graph replaying against B's settings.
+            ctx = self.context if not self._graphs else self._new_context()
             static_in = self.io.upload(images, self.dtypes[INPUT_NAME])
-            outputs = self._bind(self.io.pointer(static_in), key)
-            self._execute()  # one plain run first: TensorRT finishes its deferred work outside capture
+            outputs = self._bind(ctx, self.io.pointer(static_in), key)
+            self._execute(ctx)  # one plain run first: TensorRT finishes its deferred work outside capture
             self.io.stream.synchronize()
             graph = torch.cuda.CUDAGraph()
             try:
                 with torch.cuda.graph(graph, stream=self.io.stream):
-                    self._execute()
+                    self._execute(ctx)
             except RuntimeError as e:  # a layer or plugin that cannot be captured: run without graphs
                 warnings.warn(f"CUDA-graph capture of {self.path.name} failed ({e}); running without it",
                               stacklevel=3)
                 self.cuda_graph = False
                 return self._run(images)
-            self._graphs[key] = (graph, static_in, outputs)
-        graph, static_in, outputs = self._graphs[key]
+            self._graphs[key] = (graph, static_in, outputs, ctx)
+        graph, static_in, outputs, _ = self._graphs[key]
         with torch.cuda.stream(self.io.stream):
             static_in.copy_(torch.as_tensor(images).to(static_in.device, static_in.dtype), non_blocking=True)
             graph.replay()
@@ -199,6 +217,8 @@ class _TorchIO:
 
     def upload(self, array, dtype: np.dtype):
         t = self.torch
+        if isinstance(array, t.Tensor) and array.is_cuda:  # made on another stream: wait for it
+            self.stream.wait_stream(t.cuda.current_stream(self.device))
         with t.cuda.stream(self.stream):
             return t.as_tensor(array).to(self.device, _torch_dtype(dtype), non_blocking=True).contiguous()
 
