@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from csrinfer.config import Config
+from csrinfer.config import Config, load_config
 from csrinfer.model import build_model
 from csrinfer.model.complexity import count_parameters
-from csrinfer.runtime.preprocess import stack_batch
+from csrinfer.runtime.preprocess import PAD_VALUE_RGB, stack_batch
 
 PAPER_PARAMS = 32.13e6  # Table I, "Ours"
+SMALL_CONFIG = Path(__file__).resolve().parents[2] / "models" / "csr_d2s_r18_small.yaml"
 
 
 def test_paper_config_has_the_papers_parameter_count(paper_cfg):
@@ -96,3 +98,36 @@ def test_frozen_stages_and_norm_eval(small_cfg):
     assert all(p.requires_grad for p in model.backbone.layer2.parameters())
     assert all(not m.training for m in model.backbone.modules() if isinstance(m, torch.nn.BatchNorm2d))
     assert model.head.training and model.neck.training
+
+
+def captured_backbone_input(model, images):
+    seen = []
+    handle = model.backbone.register_forward_pre_hook(lambda module, args: seen.append(args[0].detach().clone()))
+    try:
+        with torch.no_grad():
+            model(images)
+    finally:
+        handle.remove()
+    assert len(seen) == 1
+    return seen[0]
+
+
+def test_input_is_normalised_with_imagenet_mean_and_std_in_rgb_order():
+    torch.manual_seed(0)
+    model = build_model(load_config(SMALL_CONFIG)).eval()
+    g = torch.Generator().manual_seed(7)
+    images = torch.rand(2, 3, 64, 96, generator=g) * 255  # channel 0 is R, as design.md §2 fixes
+    got = captured_backbone_input(model, images)
+    mean = np.array([123.675, 116.28, 103.53])  # R, G, B (ImageNet, 0-255)
+    std = np.array([58.395, 57.12, 57.375])
+    want = (images.double().numpy() - mean[None, :, None, None]) / std[None, :, None, None]
+    assert got.shape == images.shape
+    np.testing.assert_allclose(got.double().numpy(), want, rtol=1e-5, atol=1e-5)
+
+
+def test_pad_value_reaches_the_backbone_as_exact_zeros():
+    torch.manual_seed(0)
+    model = build_model(load_config(SMALL_CONFIG)).eval()
+    images = torch.tensor(PAD_VALUE_RGB, dtype=torch.float32).view(1, 3, 1, 1).expand(1, 3, 64, 64).contiguous()
+    got = captured_backbone_input(model, images)
+    assert torch.equal(got, torch.zeros_like(got))

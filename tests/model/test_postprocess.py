@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+import pytest
 import torch
 
 from csrinfer.model.postprocess import matrix_nms, points_nms, postprocess
@@ -105,3 +107,153 @@ def test_postprocess_is_batched_independently():
     single, _, _ = postprocess(cate, kern, feats, grid_strides=[8], nms_pre=9, max_per_img=10)
     torch.testing.assert_close(scores[0], single[0])
     assert (scores[1] == 0).all()
+
+
+# -- The whole inference against a plain-Python reference written as loops, in the order the
+# module docstring gives (SOLOv2's ``_get_results_single``, with the TopK ``nms_pre`` taken on
+# the raw category scores so the graph keeps fixed sizes).
+
+def sigmoid(v):
+    return 1.0 / (1.0 + np.exp(-v))
+
+
+def reference_postprocess(cate, kern, feats, strides, score_thr, nms_pre, mask_thr, sigma, filter_thr, max_per_img):
+    """One image. cate: list of [C, S, S] logits; kern: list of [E, S, S]; feats: [E, H, W].
+    Returns scores [K], labels [K], masks [K, H, W] (zero-padded) as numpy."""
+    cell_kernel, cell_stride, cands = [], [], []
+    for logits, kernels, stride in zip(cate, kern, strides):
+        num_classes, s, _ = logits.shape
+        for y in range(s):
+            for x in range(s):
+                cell = len(cell_kernel)
+                cell_kernel.append(kernels[:, y, x])
+                cell_stride.append(stride)
+                for c in range(num_classes):
+                    # points NMS: kept if no cell of the 2x2 window ending here beats it
+                    window = [logits[c, yy, xx] for yy in (y - 1, y) for xx in (x - 1, x) if yy >= 0 and xx >= 0]
+                    score = sigmoid(logits[c, y, x]) if logits[c, y, x] >= max(window) else 0.0
+                    cands.append((score, cell, c))
+    cands = sorted(cands, key=lambda t: -t[0])[:nms_pre]
+
+    kept = []
+    for score, cell, label in cands:
+        if not score > score_thr:
+            continue
+        prob = sigmoid(sum(cell_kernel[cell][e] * feats[e] for e in range(feats.shape[0])))
+        binary = prob > mask_thr
+        area = binary.sum()
+        if not area > cell_stride[cell]:
+            continue
+        maskness = prob[binary].sum() / area
+        kept.append(dict(score=score * maskness, label=label, prob=prob, binary=binary, area=area))
+    kept.sort(key=lambda d: -d["score"])
+
+    def iou(a, b):
+        inter = np.logical_and(a["binary"], b["binary"]).sum()
+        return inter / (a["area"] + b["area"] - inter)
+
+    # Matrix NMS (gaussian): decay by each higher same-class mask, compensated by how much that
+    # mask was itself suppressed.
+    compensate = [max([iou(kept[k], kept[i]) for k in range(i) if kept[k]["label"] == kept[i]["label"]], default=0.0)
+                  for i in range(len(kept))]
+    final = []
+    for j, b in enumerate(kept):
+        decay = 1.0
+        for i in range(j):
+            if kept[i]["label"] == b["label"]:
+                decay = min(decay, np.exp(-sigma * iou(kept[i], b) ** 2) / np.exp(-sigma * compensate[i] ** 2))
+        if b["score"] * decay >= filter_thr:
+            final.append((b["score"] * decay, b["label"], b["prob"]))
+    final = sorted(final, key=lambda t: -t[0])[:max_per_img]
+
+    h, w = feats.shape[1:]
+    scores, labels, masks = np.zeros(max_per_img), np.zeros(max_per_img, dtype=np.int64), np.zeros((max_per_img, h, w))
+    for k, (s, label, prob) in enumerate(final):
+        scores[k], labels[k], masks[k] = s, label, prob
+    return scores, labels, masks
+
+
+# Two regimes of random category logits, uniform in [low, high]:
+# busy: scores 0.02-0.88, more survivors than K, so the final TopK cut matters;
+# sparse: scores 0.004-0.18 with 3-d kernels (masks overlap more): in the top nms_pre some
+# candidates sit under score_thr and some are decayed under filter_thr.
+REGIMES = {"busy": (-4.0, 2.0, 5), "sparse": (-5.5, -1.5, 3)}
+
+
+def random_head(seed, low, high, e, batch=2, num_classes=3, grids=(4, 3), h=8, w=10):
+    g = torch.Generator().manual_seed(seed)
+    cate = [torch.rand(batch, num_classes, s, s, generator=g, dtype=torch.float64) * (high - low) + low for s in grids]
+    kern = [torch.randn(batch, e, s, s, generator=g, dtype=torch.float64) for s in grids]
+    feats = torch.randn(batch, e, h, w, generator=g, dtype=torch.float64) * 3.0  # confident masks
+    return cate, kern, feats
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("nms_pre,max_per_img", [(12, 10), (6, 10)])
+@pytest.mark.parametrize("regime", sorted(REGIMES))
+def test_postprocess_matches_a_loop_reference_slot_by_slot(regime, seed, nms_pre, max_per_img):
+    cate, kern, feats = random_head(seed, *REGIMES[regime])
+    strides = (8, 40)  # the coarse grid's masks (~40 px) are often no larger than their stride
+    kwargs = dict(score_thr=0.1, nms_pre=nms_pre, mask_thr=0.5, filter_thr=0.05, max_per_img=max_per_img)
+    scores, labels, masks = postprocess(cate, kern, feats, strides, nms_sigma=2.0, **kwargs)
+    assert scores.shape == (2, max_per_img) and labels.shape == (2, max_per_img)
+    assert masks.shape == (2, max_per_img, 8, 10) and labels.dtype == torch.int64
+    for b in range(2):
+        want_s, want_l, want_m = reference_postprocess(
+            [c[b].numpy() for c in cate], [k[b].numpy() for k in kern], feats[b].numpy(), strides,
+            sigma=2.0, **kwargs)
+        n = int((want_s > 0).sum())
+        assert n > 0
+        np.testing.assert_allclose(scores[b].numpy(), want_s, rtol=1e-9, atol=1e-12)  # padded slots 0 too
+        np.testing.assert_array_equal(labels[b, :n].numpy(), want_l[:n])
+        np.testing.assert_allclose(masks[b, :n].numpy(), want_m[:n], rtol=1e-9, atol=1e-12)
+
+
+def square_logits(h, w, top, left, size, inside=12.0):
+    m = torch.full((h, w), -inside, dtype=torch.float64)
+    m[top:top + size, left:left + size] = inside
+    return m
+
+
+def two_cell_head(score_a, score_b, label_b, square_b):
+    """A 3x3 grid: cell (0,0) of class 0 predicts square A; cell (2,2) of class ``label_b``
+    predicts ``square_b``; every other score is ~0. Mask features: channel e is square e."""
+    cate = torch.full((1, 2, 3, 3), -12.0, dtype=torch.float64)
+    cate[0, 0, 0, 0] = math.log(score_a / (1 - score_a))
+    cate[0, label_b, 2, 2] = math.log(score_b / (1 - score_b))
+    kern = torch.zeros(1, 2, 3, 3, dtype=torch.float64)
+    kern[0, 0, 0, 0] = 1.0
+    kern[0, 1, 2, 2] = 1.0
+    feats = torch.stack([square_logits(16, 16, 2, 2, 8), square_logits(16, 16, *square_b, 8)])[None]
+    return [cate], [kern], feats
+
+
+def maskness_of_square(inside=12.0):
+    return 1.0 / (1.0 + math.exp(-inside))  # every pixel inside has this probability
+
+
+def test_candidate_under_score_thr_is_dropped_even_with_a_perfect_mask():
+    cate, kern, feats = two_cell_head(score_a=0.12, score_b=0.09, label_b=1, square_b=(10, 10))
+    scores, labels, masks = postprocess(cate, kern, feats, grid_strides=[8], score_thr=0.1, nms_pre=18,
+                                        filter_thr=0.05, max_per_img=5)
+    assert math.isclose(scores[0, 0].item(), 0.12 * maskness_of_square(), rel_tol=1e-9)
+    assert labels[0, 0] == 0
+    assert torch.equal(masks[0, 0] > 0.5, feats[0, 0] > 0)
+    assert (scores[0, 1:] == 0).all()  # 0.09 * ~1 would pass filter_thr 0.05, but not score_thr
+
+
+def test_near_duplicate_decayed_under_filter_thr_is_dropped():
+    # B is A moved one column: IoU 56/72, gaussian decay exp(-2 * iou^2) ~ 0.30, so B's
+    # 0.15 * maskness falls to ~0.045 < filter_thr 0.05 (it was above 0.05 before the decay).
+    cate, kern, feats = two_cell_head(score_a=0.8, score_b=0.15, label_b=0, square_b=(2, 3))
+    decayed_b = 0.15 * maskness_of_square() * math.exp(-2.0 * (56 / 72) ** 2)
+    assert 0.04 < decayed_b < 0.05
+    common = dict(grid_strides=[8], score_thr=0.1, nms_pre=18, nms_sigma=2.0, max_per_img=5)
+    scores, labels, _ = postprocess(cate, kern, feats, filter_thr=0.05, **common)
+    assert math.isclose(scores[0, 0].item(), 0.8 * maskness_of_square(), rel_tol=1e-9)
+    assert (scores[0, 1:] == 0).all()
+    # The same head with filter_thr 0.04 keeps B at exactly its decayed score.
+    scores, labels, masks = postprocess(cate, kern, feats, filter_thr=0.04, **common)
+    assert math.isclose(scores[0, 1].item(), decayed_b, rel_tol=1e-9)
+    assert labels[0, 1] == 0 and torch.equal(masks[0, 1] > 0.5, feats[0, 1] > 0)
+    assert (scores[0, 2:] == 0).all()
