@@ -79,7 +79,7 @@ def train(cfg: Config, data_dir: str | os.PathLike, out_dir: str | os.PathLike, 
         if limit is not None and not limit > 0:  # 0 would write an untrained final.pth as if it had trained
             raise ConfigError(f"{name} must be above 0, got {limit!r}")
     if not resume:
-        refuse_a_used_folder(Path(out_dir))
+        refuse_a_used_folder(Path(out_dir), Path(data_dir))
     dev = training_device(device)
     if dev.type == "cuda":
         torch.cuda.set_device(dev)
@@ -93,9 +93,12 @@ def train(cfg: Config, data_dir: str | os.PathLike, out_dir: str | os.PathLike, 
         shutdown(world)
 
 
-def refuse_a_used_folder(out_dir: Path) -> None:
+def refuse_a_used_folder(out_dir: Path, data_dir: Path) -> None:
     """A new run into a folder that holds one would replace its checkpoints and mix two runs in
-    its metrics log; resuming or another folder is what the user meant."""
+    its metrics log; resuming or another folder is what the user meant. The dataset's own folder
+    is refused too: checkpoints and logs do not belong among its annotations."""
+    if out_dir.resolve() == data_dir.resolve():
+        raise TrainingError(f"the output folder {out_dir} is the dataset folder; choose another one (--out)")
     found = [name for name in ("last.pth", "final.pth") if (out_dir / name).exists()]
     if found:
         raise TrainingError(f"{out_dir} already holds a training run ({found[0]}); resume it (--resume) or "

@@ -55,6 +55,13 @@ def test_a_new_run_into_a_folder_with_a_run_is_refused_and_leaves_it_alone(tmp_p
     assert (tmp_path / "last.pth").read_bytes() == b"iteration 1200"
 
 
+def test_the_dataset_folder_is_refused_as_the_output_folder(tiny_data):
+    before = sorted(p.name for p in tiny_data.iterdir())
+    with pytest.raises(TrainingError, match="is the dataset folder; choose another one"):
+        train(tiny_config(), tiny_data, tiny_data / ".", max_iters=1, progress=False)
+    assert sorted(p.name for p in tiny_data.iterdir()) == before
+
+
 @pytest.mark.parametrize("cfg,limits,says", [
     (None, {}, "cfg must be a csrinfer Config .*not a NoneType"),
     ("models/small.yaml", {}, "cfg must be a csrinfer Config .*not a str"),
