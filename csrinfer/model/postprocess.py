@@ -12,7 +12,10 @@ instances rather than raw grids:
 5. Matrix NMS (``matrix_nms``), drop decayed scores under ``filter_thr``, keep the top
    ``max_per_img``.
 
-Dropped and padded entries have score 0, so every output has a fixed size.
+Dropped and padded entries have score 0, so every output has a fixed size. Step 2 comes
+before the score cut (mmdetection cuts first and takes ``nms_pre`` after rescoring) because a
+graph needs a fixed candidate count; the candidates are the same whenever at most ``nms_pre``
+of them score above ``score_thr``.
 """
 
 from __future__ import annotations
