@@ -120,7 +120,8 @@ class Config:
     classes: list[str] = field(default_factory=lambda: list(COCO_CLASSES))
     # The dataset category id of each class: the `category_id` of COCO results files. `None`
     # means COCO's ids (1..90 with gaps) for COCO's classes, else 1..N. Training sets them from
-    # the dataset, so a checkpoint writes its own dataset's ids.
+    # the dataset, so a checkpoint writes its own dataset's ids. Filled when the config is made:
+    # code that replaces `classes` afterwards sets these too (as training does).
     category_ids: list[int] | None = None
 
     def __post_init__(self) -> None:

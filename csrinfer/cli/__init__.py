@@ -33,7 +33,8 @@ class OneLineParser(argparse.ArgumentParser):
     """Refused arguments are one line, as every other mistake, not argparse's usage block."""
 
     def error(self, message: str):
-        self.exit(2, f"{self.prog}: error: {message}\n")
+        hint = f" ({self.prog} --help lists them)" if self._subparsers is not None else ""  # a missing command
+        self.exit(2, f"{self.prog}: error: {message}{hint}\n")
 
 
 def build_parser() -> argparse.ArgumentParser:

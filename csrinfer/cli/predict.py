@@ -37,13 +37,13 @@ def add_arguments(p) -> None:
 def run(args) -> int:
     from csrinfer import Segmenter
     from csrinfer.errors import ConfigError
-    from csrinfer.runtime.predict_files import earlier_results, predict_sources
+    from csrinfer.runtime.predict_files import files_in_the_way, predict_sources
     from csrinfer.runtime.sources import collect_sources
 
     sources, problems = collect_sources(args.inputs)
-    if args.out and (earlier := earlier_results(args.out)):  # checked before the model loads
-        raise ConfigError(f"--out {args.out} already holds results of an earlier run "
-                          f"({', '.join(p.name for p in earlier[:3])}{', ...' if len(earlier) > 3 else ''}); "
+    if args.out and (taken := files_in_the_way(args.out, sources, draw=not args.no_draw)):  # before the model loads
+        raise ConfigError(f"--out {args.out} already holds files this run would overwrite "
+                          f"({', '.join(p.name for p in taken[:3])}{', ...' if len(taken) > 3 else ''}); "
                           "give another folder or delete them (without --out, runs/predictN is a new folder)")
     if args.server:
         from csrinfer.serve.client import RemoteSegmenter

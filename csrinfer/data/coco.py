@@ -364,8 +364,9 @@ class CocoInstanceDataset(torch.utils.data.Dataset):
 
     def load(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None] | None:
         """Untransformed (uint8 BGR image [H, W, 3], uint8 masks [N, H, W], int64 labels [N],
-        bool ignore [H, W] or None); None when the image cannot be used (a warning the first time:
-        each data-loader worker has its own copy of the dataset, so at most once per worker)."""
+        bool ignore [H, W] or None); None when the image cannot be used (a warning the first time
+        this copy of the dataset meets it: data-loader workers, made anew each epoch, have their
+        own copies, so it is reported at most once per worker and epoch)."""
         if index in self.unusable:
             return None
         rec = self.records[index]

@@ -159,13 +159,15 @@ def image_ids(locations: Sequence) -> list[int]:
     return list(range(1, len(stems) + 1))
 
 
-def earlier_results(out_dir) -> list[Path]:
-    """Files in ``out_dir`` of the kinds a run writes (results, overlays, videos), which a new run
-    into it would overwrite or leave mixed with its own."""
-    out_dir = Path(out_dir)
-    if not out_dir.is_dir():
-        return []
-    return sorted(p for p in out_dir.iterdir() if p.is_file() and (p.name == RESULTS_NAME or p.suffix in (".png", ".mp4")))
+def files_in_the_way(out_dir, sources: Sequence[Source], draw: bool = True) -> list[Path]:
+    """Files in ``out_dir`` that :func:`predict_sources` would overwrite: an earlier run's results
+    (whose overlays would be left mixed with the new ones), overlays, annotated videos."""
+    images = [s for s in sources if s.kind == "image"]
+    names = {RESULTS_NAME} if images else set()
+    if draw:
+        names |= {f"{n}.png" for n in unique_names([s.name for s in images])}
+    names |= {f"{s.name}.mp4" for s in sources if s.kind != "image"}
+    return sorted(p for p in (Path(out_dir) / n for n in names) if p.exists())
 
 
 def unique_names(names: Sequence[str]) -> list[str]:

@@ -84,3 +84,11 @@ def test_a_warning_is_one_line_naming_the_command():
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     assert done.returncode == 0 and done.stderr == "csrinfer data: warning: fp16 does nothing on cpu\n"
+
+
+@pytest.mark.parametrize("argv,prog,what", [([], "csrinfer", "COMMAND"), (["data"], "csrinfer data", "SUBCOMMAND")])
+def test_a_missing_command_is_one_line_that_says_where_the_commands_are(argv, prog, what, capsys):
+    with pytest.raises(SystemExit) as stop:
+        main(argv)
+    assert stop.value.code == 2
+    assert capsys.readouterr().err == f"{prog}: error: the following arguments are required: {what} ({prog} --help lists them)\n"

@@ -145,6 +145,25 @@ def test_an_out_folder_holding_an_earlier_run_is_refused_before_the_model_loads(
     assert main(["predict", str(tmp_path / "street.jpg"), "--model", str(tmp_path / "not_loaded.onnx"),
                  "--out", str(out), "--quiet"]) == 2
     err = capsys.readouterr().err
-    assert err.startswith(f"csrinfer predict: error: --out {out} already holds results of an earlier run "
+    assert err.startswith(f"csrinfer predict: error: --out {out} already holds files this run would overwrite "
                           "(predictions.json, street.png)") and len(err.splitlines()) == 1
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+def test_an_out_folder_with_other_files_is_used_and_they_are_left_alone(tmp_path, small_onnx):
+    """Only what the run would overwrite is refused: here the folder holds the inputs themselves."""
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    cv2.imwrite(str(photos / "a.jpg"), photo_like(6, 64, 80))
+    cv2.imwrite(str(photos / "b.png"), photo_like(7, 48, 64))
+    b = (photos / "b.png").read_bytes()
+    assert main(["predict", str(photos / "a.jpg"), "--model", str(small_onnx), "--out", str(photos), "--quiet"]) == 0
+    assert sorted(p.name for p in photos.iterdir()) == ["a.jpg", "a.png", "b.png", "predictions.json"]
+    assert (photos / "b.png").read_bytes() == b
+    # b.png's overlay would be b.png itself: refused, unless nothing is drawn
+    (photos / "predictions.json").unlink()
+    assert main(["predict", str(photos / "b.png"), "--model", str(small_onnx), "--out", str(photos), "--quiet"]) == 2
+    assert (photos / "b.png").read_bytes() == b
+    assert main(["predict", str(photos / "b.png"), "--model", str(small_onnx), "--out", str(photos), "--quiet",
+                 "--no-draw"]) == 0
+    assert (photos / "b.png").read_bytes() == b

@@ -35,6 +35,10 @@ def fake_trt(monkeypatch):
     if torch.cuda.is_available():  # the real GPU, so the sidecar check passes where buffers are real
         gpu = Gpu(0, torch.cuda.get_device_name(0), tuple(torch.cuda.get_device_capability(0)))
     monkeypatch.setattr(tensorrt_env, "gpu", lambda index=0: gpu)
+    if not torch.cuda.is_available():  # no device to make current either
+        from csrinfer.runtime.backends import tensorrt as trt_backend
+
+        monkeypatch.setattr(trt_backend, "_set_device", lambda index: None)
     return types.SimpleNamespace(module=fake, gpu=gpu)
 
 

@@ -119,7 +119,8 @@ class TensorRTBackend(Backend):
             import torch
 
             return torch.cuda.device(self._index)
-        return contextlib.nullcontext()  # _CudaPythonIO sets the device itself
+        _set_device(self._index)  # cuda-python's current device is per thread: set on every call
+        return contextlib.nullcontext()
 
     def _new_context(self):
         context = self.engine.create_execution_context()
@@ -194,6 +195,8 @@ class TensorRTBackend(Backend):
                 return self._run(images)
             self._graphs[key] = (graph, static_in, outputs, ctx)
         graph, static_in, outputs, _ = self._graphs[key]
+        if isinstance(images, torch.Tensor) and images.is_cuda:  # made on another stream: wait for it
+            self.io.stream.wait_stream(torch.cuda.current_stream(static_in.device))
         with torch.cuda.stream(self.io.stream):
             static_in.copy_(torch.as_tensor(images).to(static_in.device, static_in.dtype), non_blocking=True)
             graph.replay()
@@ -241,7 +244,7 @@ class _CudaPythonIO:
         from cuda.bindings import runtime as cudart
 
         self.cudart = cudart
-        _cuda_check(cudart.cudaSetDevice(index), "cudaSetDevice")
+        _set_device(index)
         self.stream = _cuda_check(cudart.cudaStreamCreate(), "cudaStreamCreate")
         self.stream_handle = int(self.stream)  # what execute_async_v3 takes
 
@@ -292,6 +295,12 @@ class _DeviceArray:
             self.cudart.cudaFree(self.ptr)
         except Exception:  # interpreter shutdown: the driver frees the memory anyway
             pass
+
+
+def _set_device(index: int) -> None:
+    from cuda.bindings import runtime as cudart
+
+    _cuda_check(cudart.cudaSetDevice(index), "cudaSetDevice")
 
 
 def _cuda_check(result, what: str):
