@@ -72,19 +72,11 @@ def _val_split(data):
     try:
         ann_file, _ = find_split(data, "val")
     except DatasetError as e:
-        if _has_train_split(data):  # said now, not after hours of training; else train() fails at once
-            warnings.warn(f"{e}; the run will not be evaluated", stacklevel=1)
+        try:  # a dataset without a train split fails in train() at once: one message is enough
+            find_split(data, "train")
+        except DatasetError:
+            return None
+        warnings.warn(f"{e}; the run will not be evaluated", stacklevel=1)  # now, not after hours of training
         return None
     load_coco(ann_file)
     return ann_file
-
-
-def _has_train_split(data) -> bool:
-    from csrinfer.data.coco import find_split
-    from csrinfer.errors import DatasetError
-
-    try:
-        find_split(data, "train")
-    except DatasetError:
-        return False
-    return True
