@@ -325,19 +325,25 @@ class Precision:
         torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = self.saved
 
 
-def e2e(device, args, clock: Clock, started: float, save=lambda partial: None) -> dict:
-    """Segmenter.predict (image in, Instances out) for each variant; see the module docstring."""
+def paper_model(args):
+    """(config, the config's network with random weights made confident: 100 instances)."""
     from csrinfer.config import load_config
     from csrinfer.model import build_model
-    from csrinfer.runtime.fastpath import FastPathOptions
-    from csrinfer.runtime.segmenter import Segmenter
     from tests.conftest import make_confident
 
     cfg = load_config(args.config)
     if args.dry_run:  # a tiny network input keeps the CPU run to seconds
         cfg.input.short_side, cfg.input.max_size = 64, 128
     torch.manual_seed(0)
-    base = make_confident(build_model(cfg), nms_pre=cfg.inference.nms_pre).eval()
+    return cfg, make_confident(build_model(cfg), nms_pre=cfg.inference.nms_pre).eval()
+
+
+def e2e(device, args, clock: Clock, started: float, save=lambda partial: None) -> dict:
+    """Segmenter.predict (image in, Instances out) for each variant; see the module docstring."""
+    from csrinfer.runtime.fastpath import FastPathOptions
+    from csrinfer.runtime.segmenter import Segmenter
+
+    cfg, base = paper_model(args)
     image = np.random.default_rng(0).integers(0, 256, (*args.image, 3), dtype=np.uint8)
     iters = 2 if args.dry_run else (15 if args.quick else 40)
     all_on = FastPathOptions.all_on()
@@ -386,6 +392,76 @@ def e2e(device, args, clock: Clock, started: float, save=lambda partial: None) -
         if baseline and "e2e" in res:
             res["speedup_vs_eager_fp32"] = baseline / res["e2e"]["median_ms"]
     return {"config": str(args.config), "image_hw": list(args.image), "iterations": iters, "variants": results}
+
+
+def breakdown(device, args, clock: Clock) -> dict:
+    """Where the fast path's time goes, at the e2e stage's input size, batch 1: the network's
+    parts run eagerly in FP16 (backbone, neck, head, in-graph post-processing), the whole in a
+    CUDA graph with and without cuDNN autotuning, the CUDA kernels of one eager pass that take
+    the most time, and the Instances step against its former host-side boxes."""
+    from csrinfer.model.postprocess import postprocess
+    from csrinfer.runtime.cuda_graph import CudaGraphRunner
+    from csrinfer.runtime.fastpath import FastNet
+    from csrinfer.runtime.instances import masks_to_boxes
+    from csrinfer.runtime.postprocess import paste_masks, to_instances
+    from csrinfer.runtime.preprocess import Letterbox, padded_size, resized_size
+
+    cfg, base = paper_model(args)
+    gpu = device.type == "cuda"
+    resized = resized_size(*args.image, cfg.input.short_side, cfg.input.max_size)
+    box = Letterbox(tuple(args.image), resized, padded_size(*resized))
+    images = torch.rand(1, 3, *box.padded, device=device) * 255
+    fast = FastNet(copy.deepcopy(base).to(device), fp16=gpu, channels_last=gpu, fused=gpu)
+    net, runs = fast.net, 3 if args.dry_run else 30
+    res = {"input_hw": list(box.padded), "instances_hw": list(box.original)}
+    with torch.inference_mode():
+        x = (images - net.mean) / net.std
+        x = x.to(fast.dtype).contiguous(memory_format=torch.channels_last if gpu else torch.contiguous_format)
+        feats = net.backbone(x)
+        neck = net.neck(feats)
+        head = net.head(neck)
+        parts = {"backbone": lambda: net.backbone(x), "neck": lambda: net.neck(feats), "head": lambda: net.head(neck),
+                 "in_graph_postprocess": lambda: postprocess(
+                     [p.float() for p in head.cate_preds], [k.float() for k in head.kernel_preds],
+                     head.mask_feats.float(), net.grid_strides, **net.inference),
+                 "whole_eager": lambda: fast(images)}
+        res["eager_parts_ms"] = {name: statistics.median(clock.times(fn, runs)) for name, fn in parts.items()}
+        if gpu:  # without autotuning first: cuDNN's benchmark cache is global
+            for name, autotune in (("graph_heuristics", False), ("graph_autotuned", True)):
+                runner = CudaGraphRunner(fast, autotune=autotune)
+                res[f"{name}_ms"] = statistics.median(clock.times(lambda: runner(images), runs))
+                del runner
+        res["top_kernels"] = top_kernels(lambda: fast(images), gpu)
+        scores, labels, masks = (t[0] for t in fast(images))
+        n = int((scores > 0).sum())
+        probs = masks[torch.argsort(scores, descending=True)[:n]].float()
+        res["instances"] = n
+        res["to_instances_ms"] = statistics.median(clock.wall(lambda: to_instances(scores, labels, masks, box), runs))
+        res["paste_on_device_ms"] = statistics.median(clock.times(lambda: paste_masks(probs, box), runs))
+        # what to_instances did before: the masks copied off, then their boxes found on the host
+        res["former_host_boxes_ms"] = statistics.median(
+            clock.wall(lambda: masks_to_boxes(paste_masks(probs, box).cpu().numpy()), runs))
+    return res
+
+
+def top_kernels(fn, gpu: bool, calls: int = 3, top: int = 15) -> list[dict]:
+    """The device kernels (CPU ops on a dry run) of ``fn`` taking the most time, per call."""
+    from torch.profiler import ProfilerActivity, profile
+
+    fn()
+    with profile(activities=[ProfilerActivity.CUDA if gpu else ProfilerActivity.CPU]) as prof:
+        for _ in range(calls):
+            fn()
+        if gpu:
+            torch.cuda.synchronize()
+    rows = []
+    for evt in prof.key_averages():
+        us = getattr(evt, "self_device_time_total", None) if gpu else evt.self_cpu_time_total
+        if us is None:  # torch before 2.4
+            us = evt.self_cuda_time_total
+        if us > 0:
+            rows.append({"name": evt.key[:120], "ms_per_call": us / 1e3 / calls, "count_per_call": evt.count / calls})
+    return sorted(rows, key=lambda r: -r["ms_per_call"])[:top]
 
 
 def time_segmenter(seg, image, iters: int, clock: Clock) -> tuple[dict, object]:
@@ -479,6 +555,14 @@ def summary_table(res: dict) -> str:
                          f"{r.get('speedup_vs_eager_fp32', float('nan')):8.2f} {r['preprocess']['median_ms']:6.2f} "
                          f"{r['network_and_graph_postprocess']['median_ms']:7.2f} {r['to_instances']['median_ms']:6.2f} "
                          f"{r['instances']:4d} {m.get('matched_fraction', float('nan')):9.2f}")
+    b = res.get("breakdown", {})
+    if b:
+        parts = ", ".join(f"{k} {v:.2f}" for k, v in b["eager_parts_ms"].items())
+        graphs = ", ".join(f"{k[:-3]} {b[k]:.2f}" for k in ("graph_heuristics_ms", "graph_autotuned_ms") if k in b)
+        lines.append(f"breakdown (ms): eager fast parts: {parts}; {graphs}")
+        lines.append(f"  Instances of {b['instances']}: to_instances {b['to_instances_ms']:.2f}, paste on device "
+                     f"{b['paste_on_device_ms']:.2f}, former host boxes {b['former_host_boxes_ms']:.2f}")
+        lines.extend(f"  {k['ms_per_call']:7.3f} ms x{k['count_per_call']:<5g} {k['name'][:90]}" for k in b["top_kernels"][:10])
     for stage, err in res.get("errors", {}).items():
         lines.append(f"{stage}: ERROR {err.splitlines()[-1] if err else ''}")
     return "\n".join(lines)
@@ -497,7 +581,7 @@ def parse_args(argv=None):
                    help="torch.compile variants (default: both; fp32 with --quick)")
     p.add_argument("--budget-s", type=float, default=300.0, help="skip stages that would end after this")
     p.add_argument("--cudnn-benchmark", action="store_true", help="torch.backends.cudnn.benchmark for every variant")
-    p.add_argument("--skip", nargs="*", default=[], choices=("correctness", "speed", "e2e"))
+    p.add_argument("--skip", nargs="*", default=[], choices=("correctness", "speed", "e2e", "breakdown"))
     args = p.parse_args(argv)
     small = REPO / "models" / "csr_d2s_r18_small.yaml"
     args.config = args.config or (small if args.dry_run else REPO / "models" / "csr_d2s_r50_coco.yaml")
@@ -546,6 +630,7 @@ def run(args) -> int:
         ("kernel_speed", lambda: kernel_speed(device, dtypes, clock, res.get("copy_bandwidth", {}).get("GBps"), l2,
                                               runs, args.dry_run, args.quick)),
         ("e2e", lambda: e2e(device, args, clock, started, save=lambda partial: save(e2e=partial))),
+        ("breakdown", lambda: breakdown(device, args, clock)),
     ]
     gpu = (res["machine"].get("gpu") or "cpu-dry-run").replace(" ", "_")
     out = args.out or REPO / "benchmarks" / "results" / f"gpu_kernel_{gpu}.json"

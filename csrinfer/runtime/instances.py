@@ -110,14 +110,18 @@ def masks_to_boxes(masks: np.ndarray) -> np.ndarray:
 
     x2/y2 are exclusive pixel edges, so a one-pixel mask at (x, y) is (x, y, x+1, y+1).
     """
-    n = masks.shape[0]
+    return boxes_from_extents(masks.any(axis=2), masks.any(axis=1))
+
+
+def boxes_from_extents(rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """Boxes as :func:`masks_to_boxes` from which rows (bool [N, H]) and columns (bool [N, W])
+    each mask touches."""
+    n, h = rows.shape
+    w = cols.shape[1]
     boxes = np.zeros((n, 4), np.float32)
     if n == 0:
         return boxes
-    rows = masks.any(axis=2)  # [N, H]
-    cols = masks.any(axis=1)  # [N, W]
     has = rows.any(axis=1)
-    h, w = masks.shape[1:]
     y1 = rows.argmax(axis=1)
     y2 = h - rows[:, ::-1].argmax(axis=1)
     x1 = cols.argmax(axis=1)

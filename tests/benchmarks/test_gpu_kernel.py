@@ -33,4 +33,9 @@ def test_dry_run_writes_every_stage(tmp_path, capsys):
     assert variants["fast"]["vs_eager_fp32"]["matched_fraction"] == 1.0  # on a CPU the switches are off
     assert variants["fast"]["parity_same_input"]["max_abs_error"]["scores"] == 0.0
     assert "skipped" in variants["compile_fp32"]
-    assert "end to end" in capsys.readouterr().out  # the summary table is printed last
+    parts = res["breakdown"]["eager_parts_ms"]
+    assert set(parts) == {"backbone", "neck", "head", "in_graph_postprocess", "whole_eager"}
+    assert all(ms > 0 for ms in parts.values()) and res["breakdown"]["top_kernels"]
+    assert res["breakdown"]["instances"] > 0
+    out = capsys.readouterr().out
+    assert "end to end" in out and "breakdown" in out  # the summary table is printed last

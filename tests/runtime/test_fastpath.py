@@ -49,6 +49,7 @@ def test_fastnet_fused_and_channels_last_on_cpu_match_predict(small_model):
 @needs_cuda
 def test_fast_path_on_gpu_agrees_with_fp32_eager(small_model):
     images = (torch.rand(1, 3, 96, 128) * 255).cuda()
+    cudnn_benchmark = torch.backends.cudnn.benchmark
     eager = build_fast_net(copy.deepcopy(small_model), FastPathOptions(), "cuda")
     fast = build_fast_net(copy.deepcopy(small_model), dataclasses.replace(FastPathOptions.all_on(), gpu_preprocess=False),
                           "cuda")
@@ -57,6 +58,7 @@ def test_fast_path_on_gpu_agrees_with_fp32_eager(small_model):
         got = [t.clone() for t in fast(images)]
         again = [t.clone() for t in fast(images * 0.5)]  # a replay with other data follows its input
         want_again = eager(images * 0.5)
+    assert torch.backends.cudnn.benchmark == cudnn_benchmark  # autotuned for the capture only
     assert got[0].dtype == torch.float32 and got[2].dtype == torch.float32
     live = want[0][0] > 0.1
     assert live.any()

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
+import torch
 
+from csrinfer.runtime import postprocess
+from csrinfer.runtime.instances import masks_to_boxes
 from csrinfer.runtime.postprocess import to_instances
 from csrinfer.runtime.preprocess import Letterbox
 
@@ -50,7 +54,38 @@ def test_pasting_equals_two_bilinear_resizes_and_a_crop():
         (ph, pw), (rh, rw) = box.padded, box.resized
         want = F.interpolate(probs[None], size=(ph, pw), mode="bilinear", align_corners=False)[:, :, :rh, :rw]
         want = F.interpolate(want, size=box.original, mode="bilinear", align_corners=False)[0]
-        got = paste_masks(probs, box, 0.5)
+        got = paste_masks(probs, box, 0.5).numpy()
         assert got.shape == (5, *box.original)
         close = (want - 0.5).abs() < 1e-5  # float rounding may only flip pixels sitting on the threshold
         np.testing.assert_array_equal(got[~close.numpy()], (want > 0.5).numpy()[~close.numpy()])
+
+
+def random_outputs(k: int = 7, seed: int = 0):
+    """K slots of blobby mask probabilities at stride 8 of a 96x160 input, some masks empty."""
+    g = torch.Generator().manual_seed(seed)
+    probs = torch.nn.functional.avg_pool2d(torch.rand(k, 12, 20, generator=g), 3, 1, 1) * 1.2
+    probs[2] = 0  # an empty mask: a zero box
+    scores = torch.rand(k, generator=g) + 0.1
+    return scores, torch.randint(0, 3, (k,), generator=g), probs
+
+
+def test_boxes_are_the_tight_boxes_of_the_masks_in_every_chunk(monkeypatch):
+    """Boxes come from row/column extents gathered chunk by chunk: the same as from the masks."""
+    monkeypatch.setattr(postprocess, "CHUNK_PIXELS", 2 * 70 * 150)  # 2 masks a chunk: 4 chunks
+    scores, labels, probs = random_outputs()
+    inst = to_instances(scores, labels, probs, Letterbox((70, 150), (45, 150), (96, 160)), ["a", "b", "c"])
+    assert len(inst) == 7 and inst.masks.any(axis=(1, 2)).sum() >= 5
+    np.testing.assert_array_equal(inst.boxes, masks_to_boxes(inst.masks))
+    np.testing.assert_array_equal(inst.scores, np.sort(scores.numpy())[::-1])
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs an NVIDIA GPU (CUDA)")
+def test_outputs_on_a_gpu_give_the_instances_of_the_cpu():
+    scores, labels, probs = random_outputs(seed=1)
+    box = Letterbox((300, 500), (58, 96), (96, 160))
+    want = to_instances(scores, labels, probs, box, ["a", "b", "c"])
+    got = to_instances(scores.cuda(), labels.cuda(), probs.cuda(), box, ["a", "b", "c"])
+    flipped = (got.masks != want.masks).mean()
+    assert flipped < 1e-4  # matrix products may round differently on the GPU, at the threshold only
+    np.testing.assert_array_equal(got.boxes, masks_to_boxes(got.masks))
+    np.testing.assert_array_equal(got.labels, want.labels)
