@@ -41,6 +41,7 @@ import subprocess
 import sys
 import time
 import traceback
+from unittest import mock
 from dataclasses import asdict
 from pathlib import Path
 
@@ -397,10 +398,12 @@ def e2e(device, args, clock: Clock, started: float, save=lambda partial: None) -
 def breakdown(device, args, clock: Clock) -> dict:
     """Where the fast path's time goes, at the e2e stage's input size, batch 1: the network's
     parts run eagerly in FP16 (backbone, neck, head, in-graph post-processing), the whole in a
-    CUDA graph with and without cuDNN autotuning, the CUDA kernels of one eager pass that take
-    the most time, and the Instances step against its former host-side boxes."""
+    CUDA graph with and without BatchNorm folding, the CUDA kernels of one eager pass that take
+    the most time, and the Instances step against copying the masks off whole and finding
+    their boxes on the host (as it did before the first GPU run)."""
     from csrinfer.model.postprocess import postprocess
     from csrinfer.runtime.cuda_graph import CudaGraphRunner
+    from csrinfer.runtime import fastpath
     from csrinfer.runtime.fastpath import FastNet
     from csrinfer.runtime.instances import masks_to_boxes
     from csrinfer.runtime.postprocess import paste_masks, to_instances
@@ -426,9 +429,11 @@ def breakdown(device, args, clock: Clock) -> dict:
                      head.mask_feats.float(), net.grid_strides, **net.inference),
                  "whole_eager": lambda: fast(images)}
         res["eager_parts_ms"] = {name: statistics.median(clock.times(fn, runs)) for name, fn in parts.items()}
-        if gpu:  # without autotuning first: cuDNN's benchmark cache is global
-            for name, autotune in (("graph_heuristics", False), ("graph_autotuned", True)):
-                runner = CudaGraphRunner(fast, autotune=autotune)
+        if gpu:
+            with mock.patch.object(fastpath, "fold_batch_norms", lambda net: 0):
+                unfolded = FastNet(copy.deepcopy(base).to(device), fp16=True, channels_last=True, fused=True)
+            for name, model in (("graph", fast), ("graph_without_bn_folding", unfolded)):
+                runner = CudaGraphRunner(model)
                 res[f"{name}_ms"] = statistics.median(clock.times(lambda: runner(images), runs))
                 del runner
         res["top_kernels"] = top_kernels(lambda: fast(images), gpu)
@@ -558,7 +563,7 @@ def summary_table(res: dict) -> str:
     b = res.get("breakdown", {})
     if b:
         parts = ", ".join(f"{k} {v:.2f}" for k, v in b["eager_parts_ms"].items())
-        graphs = ", ".join(f"{k[:-3]} {b[k]:.2f}" for k in ("graph_heuristics_ms", "graph_autotuned_ms") if k in b)
+        graphs = ", ".join(f"{k[:-3]} {b[k]:.2f}" for k in ("graph_ms", "graph_without_bn_folding_ms") if k in b)
         lines.append(f"breakdown (ms): eager fast parts: {parts}; {graphs}")
         lines.append(f"  Instances of {b['instances']}: to_instances {b['to_instances_ms']:.2f}, paste on device "
                      f"{b['paste_on_device_ms']:.2f}, former host boxes {b['former_host_boxes_ms']:.2f}")

@@ -23,16 +23,13 @@ class CudaGraphRunner:
             since each graph holds its own memory.
         warmup: eager calls on a side stream before capture (cuDNN autotuning, lazy module
             loads such as the fused op's PTX happen there, not in the graph).
-        autotune: cuDNN benchmarks its convolution algorithms in the warm-up and the graph keeps
-            the fastest (``torch.backends.cudnn.benchmark`` on during capture only: the shape is
-            fixed, so the search is paid once per graph).
 
     The returned tensors are the graph's static outputs: they are overwritten by the next
     call, so copy what must outlive it. Calls must not overlap (one thread at a time).
     """
 
-    def __init__(self, fn: Callable, max_graphs: int = 4, warmup: int = 2, autotune: bool = True):
-        self.fn, self.max_graphs, self.warmup, self.autotune = fn, max_graphs, warmup, autotune
+    def __init__(self, fn: Callable, max_graphs: int = 4, warmup: int = 2):
+        self.fn, self.max_graphs, self.warmup = fn, max_graphs, warmup
         self.graphs: dict[tuple, tuple[torch.Tensor, torch.cuda.CUDAGraph, object]] = {}
         self._warned = False
 
@@ -56,14 +53,6 @@ class CudaGraphRunner:
     def _capture(self, x: torch.Tensor):
         # Everything on x's device, made current: torch.cuda.graph captures on a stream of the
         # current device, so a model on cuda:1 with cuda:0 current would record nothing.
-        saved = torch.backends.cudnn.benchmark
-        torch.backends.cudnn.benchmark = saved or self.autotune
-        try:
-            return self._capture_on_device(x)
-        finally:
-            torch.backends.cudnn.benchmark = saved
-
-    def _capture_on_device(self, x: torch.Tensor):
         with torch.cuda.device(x.device):
             static_in = x.clone()
             side = torch.cuda.Stream(x.device)

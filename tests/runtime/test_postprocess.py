@@ -79,6 +79,13 @@ def test_boxes_are_the_tight_boxes_of_the_masks_in_every_chunk(monkeypatch):
     np.testing.assert_array_equal(inst.scores, np.sort(scores.numpy())[::-1])
 
 
+def test_bits_are_packed_in_numpys_order():
+    masks = torch.rand(3, 5, 21, generator=torch.Generator().manual_seed(2)) > 0.5
+    packed = postprocess.pack_bits(masks)
+    np.testing.assert_array_equal(packed.numpy(), np.packbits(masks.numpy(), axis=-1))
+    np.testing.assert_array_equal(np.unpackbits(packed.numpy(), axis=-1, count=21).view(bool), masks.numpy())
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs an NVIDIA GPU (CUDA)")
 def test_outputs_on_a_gpu_give_the_instances_of_the_cpu():
     scores, labels, probs = random_outputs(seed=1)
