@@ -406,7 +406,7 @@ def breakdown(device, args, clock: Clock) -> dict:
     from csrinfer.runtime import fastpath
     from csrinfer.runtime.fastpath import FastNet
     from csrinfer.runtime.instances import masks_to_boxes
-    from csrinfer.runtime.postprocess import paste_masks, to_instances
+    from csrinfer.runtime.postprocess import pack_bits, paste_masks, to_instances
     from csrinfer.runtime.preprocess import Letterbox, padded_size, resized_size
 
     cfg, base = paper_model(args)
@@ -443,6 +443,14 @@ def breakdown(device, args, clock: Clock) -> dict:
         res["instances"] = n
         res["to_instances_ms"] = statistics.median(clock.wall(lambda: to_instances(scores, labels, masks, box), runs))
         res["paste_on_device_ms"] = statistics.median(clock.times(lambda: paste_masks(probs, box), runs))
+        pasted = paste_masks(probs, box)
+        bits = pack_bits(pasted).cpu().numpy()
+        res["to_instances_steps_ms"] = {  # all masks at once (to_instances makes them in chunks)
+            "bool_masks_off_device": statistics.median(clock.wall(lambda: pasted.cpu(), runs)),
+            "bits_off_device": statistics.median(clock.wall(lambda: pack_bits(pasted).cpu(), runs)),
+            "extents_off_device": statistics.median(clock.wall(lambda: (pasted.any(2).cpu(), pasted.any(1).cpu()), runs)),
+            "unpack_bits_on_host": statistics.median(clock.wall(
+                lambda: np.unpackbits(bits, axis=-1, count=box.original[1]), runs))}
         # what to_instances did before: the masks copied off, then their boxes found on the host
         res["former_host_boxes_ms"] = statistics.median(
             clock.wall(lambda: masks_to_boxes(paste_masks(probs, box).cpu().numpy()), runs))
@@ -566,7 +574,8 @@ def summary_table(res: dict) -> str:
         graphs = ", ".join(f"{k[:-3]} {b[k]:.2f}" for k in ("graph_ms", "graph_without_bn_folding_ms") if k in b)
         lines.append(f"breakdown (ms): eager fast parts: {parts}; {graphs}")
         lines.append(f"  Instances of {b['instances']}: to_instances {b['to_instances_ms']:.2f}, paste on device "
-                     f"{b['paste_on_device_ms']:.2f}, former host boxes {b['former_host_boxes_ms']:.2f}")
+                     f"{b['paste_on_device_ms']:.2f}, former host boxes {b['former_host_boxes_ms']:.2f}; "
+                     + ", ".join(f"{k} {v:.2f}" for k, v in b["to_instances_steps_ms"].items()))
         lines.extend(f"  {k['ms_per_call']:7.3f} ms x{k['count_per_call']:<5g} {k['name'][:90]}" for k in b["top_kernels"][:10])
     for stage, err in res.get("errors", {}).items():
         lines.append(f"{stage}: ERROR {err.splitlines()[-1] if err else ''}")
