@@ -52,3 +52,11 @@ def test_written_files_and_folders_get_the_modes_a_plain_open_gives(tmp_path):
         os.umask(old)
     assert stat.S_IMODE(written.stat().st_mode) == stat.S_IMODE(plain.stat().st_mode) == 0o644
     assert stat.S_IMODE(folder.stat().st_mode) == stat.S_IMODE((tmp_path / "plain_dir").stat().st_mode) == 0o755
+
+
+def test_a_name_near_the_file_systems_limit_is_written(tmp_path):
+    """The temp file beside it must not be longer than the longest name the file system takes."""
+    for name in ("a" * 250 + ".json", "é" * 125 + ".json"):  # 255 and 255 bytes
+        path = atomic.write_json(tmp_path / name, {"ok": 1})
+        assert json.loads(path.read_text()) == {"ok": 1}
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["a" * 250 + ".json", "é" * 125 + ".json"])
