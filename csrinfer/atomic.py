@@ -20,8 +20,8 @@ def temp_beside(path: str | os.PathLike, folder: bool = False) -> Path:
     """A new empty file (or folder) next to ``path``, to fill and then rename onto it."""
     path = Path(path)
     # At most 200 bytes of the name: the temp name's 14 extra bytes must not push a long (up to
-    # 255-byte) file name over the file system's limit.
-    stem = os.fsdecode(os.fsencode(path.name)[:200])
+    # 255-byte) file name over the file system's limit. Cut between characters, never inside one.
+    stem = os.fsencode(path.name)[:200].decode("utf-8", "ignore")
     for _ in range(100):
         tmp = path.with_name(f".{stem}.{secrets.token_hex(4)}.tmp")
         try:

@@ -56,7 +56,15 @@ def test_written_files_and_folders_get_the_modes_a_plain_open_gives(tmp_path):
 
 def test_a_name_near_the_file_systems_limit_is_written(tmp_path):
     """The temp file beside it must not be longer than the longest name the file system takes."""
-    for name in ("a" * 250 + ".json", "é" * 125 + ".json"):  # 255 and 255 bytes
+    names = ["a" * 250 + ".json", "é" * 125 + ".json", "a" + "é" * 124 + ".json"]  # 255, 255, 254 bytes
+    for name in names:
         path = atomic.write_json(tmp_path / name, {"ok": 1})
         assert json.loads(path.read_text()) == {"ok": 1}
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["a" * 250 + ".json", "é" * 125 + ".json"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(names)
+
+
+def test_a_long_name_is_cut_between_characters_for_the_temp_file(tmp_path):
+    """Byte 200 of this name falls inside an 'é': the temp name must still be valid UTF-8."""
+    tmp = atomic.temp_beside(tmp_path / ("a" + "é" * 124 + ".json"))
+    tmp.name.encode("utf-8")  # a lone surrogate from a cut character would raise here
+    assert tmp.name.startswith(".a" + "é" * 99 + ".") and len(tmp.name.encode()) <= 214

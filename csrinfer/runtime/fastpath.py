@@ -3,8 +3,8 @@
 Five independent switches (:class:`FastPathOptions`), all off by default (plain eager FP32,
 the paper's setting), given to ``Segmenter``/``TorchBackend`` as keyword arguments:
 
-- ``fp16``: the backbone's BatchNorms folded into the convolutions before them (in FP32,
-  so 53 normalisation kernels of ResNet-50 fewer), then half-precision weights and
+- ``fp16``: the backbone's BatchNorms folded into the convolutions before them (in the
+  weights' FP32; 53 normalisation kernels of ResNet-50 fewer), then half-precision weights and
   activations for the network; the in-graph
   post-processing (sigmoid, TopK, maskness, Matrix NMS) still runs in FP32 on the upcast
   head outputs, so mask areas and IoUs are exact sums rather than FP16 roundings.
@@ -129,8 +129,10 @@ def fold_batch_norms(net: nn.Module) -> int:
     """Fold each inference BatchNorm into the convolution it follows, in place; returns how many.
 
     The pairs are found as torchvision's ResNets name them: ``convN``/``bnN`` siblings and a
-    convolution followed by a BatchNorm inside an ``nn.Sequential`` (the stem, downsample).
-    Each folded BatchNorm becomes ``nn.Identity``.
+    convolution followed by a BatchNorm inside an ``nn.Sequential`` (the stem, downsample). It
+    assumes each ``bnN`` runs right after its ``convN``, as in those ResNets (the only backbones
+    here); a pre-activation block would be folded wrongly. Each folded BatchNorm becomes
+    ``nn.Identity``; the folding runs in the weights' precision (FP32 from a checkpoint).
     """
     from torch.nn.utils.fusion import fuse_conv_bn_eval
 

@@ -47,9 +47,9 @@ def to_instances(scores, labels, masks, box: Letterbox, class_names: Sequence[st
     keep = keep[torch.argsort(scores[keep], descending=True)]
     masks, labels = torch.as_tensor(masks), torch.as_tensor(labels)
     n = keep.numel()
-    # A GPU sends its masks as bits, 8x fewer bytes to copy off (unpacked on the host in one
+    # A GPU (any accelerator) sends its masks as bits, 8x fewer bytes to copy off (unpacked on the host in one
     # pass), and finds which rows / columns each mask touches itself; the CPU keeps them as they are.
-    on_gpu = masks.is_cuda
+    on_gpu = masks.device.type != "cpu"
     host = np.empty((n, h, (w + 7) // 8), np.uint8) if on_gpu else np.empty((n, h, w), bool)
     rows, cols = np.empty((n, h), bool), np.empty((n, w), bool)
     chunk = max(1, CHUNK_PIXELS // (h * w))

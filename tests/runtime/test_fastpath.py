@@ -56,6 +56,12 @@ def test_batch_norms_fold_into_the_convolutions_before_them(small_model):
         torch.testing.assert_close(g, w, rtol=1e-4, atol=1e-4)
 
 
+def test_fp16_fastnet_runs_without_batch_norms(small_model):
+    net = FastNet(copy.deepcopy(small_model), fp16=True)
+    assert net.dtype == torch.float16 and next(net.net.parameters()).dtype == torch.float16
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in net.net.modules())
+
+
 def test_fastnet_fused_and_channels_last_on_cpu_match_predict(small_model):
     images = torch.rand(1, 3, 64, 96) * 255
     net = FastNet(copy.deepcopy(small_model), channels_last=True, fused=True)
