@@ -16,7 +16,7 @@
    of the FP16 fast model), the fast path with every switch on and with each switch off in
    turn; median latency, FPS, where the time goes (pre-processing, network + in-graph
    post-processing, Instances), and each variant checked against eager FP32 on the same input
-   tensor (csrinfer.runtime.compare) and by matching its own instances.
+   tensor (csrinfer.apps.compare) and by matching its own instances.
 
 A JSON file gets everything (GPU, driver, torch version, date, the exact command); a short
 table is printed last. ``--dry-run`` runs the same logic on the CPU with tiny shapes and the
@@ -407,7 +407,7 @@ def breakdown(device, args, clock: Clock) -> dict:
     from csrinfer.runtime.fastpath import FastNet
     from csrinfer.runtime.instances import masks_to_boxes
     from csrinfer.runtime.postprocess import pack_bits, paste_masks, to_instances
-    from csrinfer.runtime.preprocess import Letterbox, padded_size, resized_size
+    from csrinfer.letterbox import Letterbox, padded_size, resized_size
 
     cfg, base = paper_model(args)
     gpu = device.type == "cuda"
@@ -496,9 +496,9 @@ def time_segmenter(seg, image, iters: int, clock: Clock) -> tuple[dict, object]:
 
 
 def compare_to_reference(reference, seg, got, image) -> dict:
-    """Against eager FP32: outputs on one shared input tensor (csrinfer.runtime.compare, as
+    """Against eager FP32: outputs on one shared input tensor (csrinfer.apps.compare, as
     ``csrinfer check``), and each pipeline's own Instances matched by class and mask IoU."""
-    from csrinfer.runtime.compare import compare, match_instances
+    from csrinfer.apps.compare import compare, match_instances
 
     ref_seg, want = reference
     with Precision(False):

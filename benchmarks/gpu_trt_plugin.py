@@ -156,7 +156,7 @@ def main() -> int:
     parser.add_argument("--out", default="benchmarks/results/gpu_trt_plugin.json")
     args = parser.parse_args()
     from csrinfer.plugins.ptx import normalize_arch
-    from csrinfer.runtime.tensorrt_env import driver_cuda_version, gpu
+    from csrinfer.tensorrt_env import driver_cuda_version, gpu
 
     device = gpu(0)
     report = {"what": "TensorRT plugin kernel launched as TensorRT would (no TensorRT installed)",

@@ -3,7 +3,7 @@ measured in one run (issue 7). Writes ``<out>/<machine>.json``, ``.md`` and ``.p
 
 1. **Speed grid** (``speed``): the paper model (``models/csr_d2s_r50_coco.yaml``, random
    weights made confident so that post-processing pastes its full 100 instances, as on a busy
-   COCO photo — speed does not depend on the weights' values) through ``csrinfer.bench``
+   COCO photo — speed does not depend on the weights' values) through ``csrinfer.apps.bench``
    (image in, Instances out), at 1344x800 (H=800, W=1344: a 480x800 photo letterboxed to
    800x1333) and 640x640, batch 1 and 8, for each variant the machine has:
    ``pytorch_eager_fp32`` (TF32 off: the paper's FP32), ``pytorch_fast_fp16`` (CUDA: FP16,
@@ -61,7 +61,8 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 
 import torch  # noqa: E402
 
-from csrinfer import atomic, bench  # noqa: E402
+from csrinfer import atomic  # noqa: E402
+from csrinfer.apps import bench  # noqa: E402
 
 SIZES = {"1344x800": (800, 1344), "640x640": (640, 640)}
 DRY_SIZES = {"128x96": (96, 128), "64x64": (64, 64)}

@@ -67,7 +67,7 @@ def summarize(runs: list[dict]) -> dict:
 
 
 def machine() -> dict:
-    from csrinfer.bench import cpu_name
+    from csrinfer.apps.bench import cpu_name
 
     return {"cpu": cpu_name(), "logical_cpus": os.cpu_count(), "platform": platform.platform(),
             "python": platform.python_version()}
@@ -89,7 +89,7 @@ def main(argv=None) -> int:
     from csrinfer.config import load_config
     from csrinfer.export.pipeline import ExportOptions, export_model
     from csrinfer.model import build_model
-    from csrinfer.runtime.samples import sample_images
+    from csrinfer.apps.samples import sample_images
 
     torch.set_num_threads(args.threads)
     load_before = os.getloadavg()

@@ -29,8 +29,8 @@ def parity(report_images: int = 6) -> dict:
     from csrinfer import Segmenter
     from csrinfer.config import load_config
     from csrinfer.model import build_model
-    from csrinfer.runtime.compare import compare
-    from csrinfer.runtime.samples import synthetic_image
+    from csrinfer.apps.compare import compare
+    from csrinfer.apps.samples import synthetic_image
     from tests.conftest import CELLS, make_confident
 
     cfg = copy.deepcopy(load_config(REPO / "models" / "csr_d2s_r18_small.yaml"))
@@ -49,7 +49,7 @@ def timing(repeats: int, size: int = 640) -> dict:
     from csrinfer import Segmenter
     from csrinfer.config import load_config
     from csrinfer.model import build_model
-    from csrinfer.runtime.samples import sample_images
+    from csrinfer.apps.samples import sample_images
 
     cfg = load_config(REPO / "models" / "csr_d2s_r50_coco.yaml")
     torch.manual_seed(0)

@@ -17,8 +17,8 @@ import tempfile
 from pathlib import Path
 
 from csrinfer import Segmenter, atomic
-from csrinfer.bench import command_line, cpu_name, now_iso
-from csrinfer.evaluation import METRICS, evaluate_checkpoint
+from csrinfer.apps.bench import command_line, cpu_name, now_iso
+from csrinfer.apps.evaluation import METRICS, evaluate_checkpoint
 
 
 def main(argv=None) -> int:

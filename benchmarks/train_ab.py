@@ -75,7 +75,7 @@ def apply_overrides(cfg, overrides):
 
 def category_accuracy(cfg, ckpt, data, first=1000, count=64) -> float:
     """Argmax of the category branch on the positive cells of ``count`` training images."""
-    from csrinfer.checkpoint import load_checkpoint
+    from csrinfer.model.checkpoint import load_checkpoint
     from train_diagnose import category_confusion
 
     confusion = category_confusion(load_checkpoint(ckpt)[0].eval(), cfg, data, first, count)
@@ -98,9 +98,9 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     import torch
 
-    from csrinfer.bench import cpu_name
+    from csrinfer.apps.bench import cpu_name
     from csrinfer.config import load_config
-    from csrinfer.evaluation import evaluate_checkpoint
+    from csrinfer.apps.evaluation import evaluate_checkpoint
     from csrinfer.train.distributed import init_distributed, shutdown
     from csrinfer.train.loop import Trainer
     from train_diagnose import class_agnostic_ap

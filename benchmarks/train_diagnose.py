@@ -164,10 +164,10 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     import torch
 
-    from csrinfer.bench import cpu_name
+    from csrinfer.apps.bench import cpu_name
     from csrinfer import atomic
-    from csrinfer.checkpoint import load_checkpoint
-    from csrinfer.evaluation import coco_metrics
+    from csrinfer.model.checkpoint import load_checkpoint
+    from csrinfer.apps.evaluation import coco_metrics
 
     torch.set_num_threads(args.threads)
     model, cfg, _ = load_checkpoint(args.ckpt)

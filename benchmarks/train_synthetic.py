@@ -57,7 +57,7 @@ def parse_args(argv=None):
 
 
 def machine() -> dict:
-    from csrinfer.bench import cpu_name
+    from csrinfer.apps.bench import cpu_name
 
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return dict(cpu=cpu_name(), cores=os.cpu_count(), usable_cores=usable, platform=platform.platform(),
@@ -68,11 +68,11 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     import torch
 
-    from csrinfer.checkpoint import read_checkpoint
+    from csrinfer.model.checkpoint import read_checkpoint
     from csrinfer.cli.common import setup_logging
     from csrinfer.config import load_config
     from csrinfer.data.synthetic import write_synthetic
-    from csrinfer.evaluation import evaluate_checkpoint, format_table
+    from csrinfer.apps.evaluation import evaluate_checkpoint, format_table
     from csrinfer.train import train
     from csrinfer.train.loop import autocast_dtype
 

@@ -33,7 +33,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from csrinfer import atomic  # noqa: E402
-from csrinfer.bench import cpu_name  # noqa: E402
+from csrinfer.apps.bench import cpu_name  # noqa: E402
 from csrinfer.serve import protocol  # noqa: E402
 
 
@@ -41,7 +41,7 @@ def make_checkpoint(path: Path, short_side: int) -> Path:
     """The small config (ResNet-18) at ``short_side`` px, random weights that yield many instances."""
     import torch
 
-    from csrinfer.checkpoint import save_checkpoint
+    from csrinfer.model.checkpoint import save_checkpoint
     from csrinfer.config import load_config
     from csrinfer.model import build_model
     from tests.conftest import make_confident

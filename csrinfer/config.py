@@ -15,7 +15,7 @@ import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from csrinfer.data.coco_classes import COCO_CATEGORY_IDS, COCO_CLASSES
+from csrinfer.coco_classes import COCO_CATEGORY_IDS, COCO_CLASSES
 from csrinfer.errors import ConfigError, first_line
 
 # ImageNet statistics, RGB 0-255, as torchvision and mmdetection normalise ResNet inputs.

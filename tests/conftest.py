@@ -75,7 +75,7 @@ def confident_cfg(small_cfg):
 
 @pytest.fixture(scope="session")
 def small_ckpt(tmp_path_factory, confident_cfg):
-    from csrinfer.checkpoint import save_checkpoint
+    from csrinfer.model.checkpoint import save_checkpoint
     from csrinfer.model import build_model
 
     torch.manual_seed(0)
@@ -102,7 +102,7 @@ def small_onnx_dynamic(tmp_path_factory, small_ckpt):
 
 def photo_like(seed: int, h: int, w: int) -> np.ndarray:
     """A uint8 BGR image with smooth colours and shapes (not white noise), deterministic per seed."""
-    from csrinfer.runtime.samples import synthetic_image
+    from csrinfer.apps.samples import synthetic_image
 
     return synthetic_image(seed, h, w)
 

@@ -1,6 +1,6 @@
 """``csrinfer bench``: FPS, latency percentiles (pre-processing / network / post-processing) and,
 with ``--data``, mask AP of a model file. Thin: parses the flags, calls
-:func:`csrinfer.bench.benchmark`, prints :func:`csrinfer.bench.format_result`."""
+:func:`csrinfer.apps.bench.benchmark`, prints :func:`csrinfer.apps.bench.format_result`."""
 
 from __future__ import annotations
 
@@ -54,7 +54,7 @@ def backend_options(args) -> dict:
 
 def run(args) -> int:
     from csrinfer import atomic
-    from csrinfer.bench import benchmark, format_result
+    from csrinfer.apps.bench import benchmark, format_result
 
     coco_results = None
     if args.json and args.data:

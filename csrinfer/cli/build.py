@@ -64,7 +64,7 @@ def add_arguments(p) -> None:
 
 def run(args) -> int:
     from csrinfer.export.tensorrt import build_engine
-    from csrinfer.runtime.engine_sidecar import read_sidecar, sidecar_path
+    from csrinfer.contract.engine_sidecar import read_sidecar, sidecar_path
 
     plan = build_engine(args.onnx, args.out, **engine_options(args))
     _, record = read_sidecar(plan)

@@ -1,7 +1,7 @@
 """``csrinfer check``: run two model files on the same inputs and print the parity report.
 
 Thin: builds two Segmenters that letterbox alike and calls
-:func:`csrinfer.runtime.compare.compare`. Exit code 0 when the report passes the tolerances,
+:func:`csrinfer.apps.compare.compare`. Exit code 0 when the report passes the tolerances,
 1 when it does not.
 """
 
@@ -27,18 +27,18 @@ def add_arguments(p) -> None:
 
 def run(args) -> int:
     from csrinfer.errors import ImageError
-    from csrinfer.runtime.compare import compare, parity_segmenters
+    from csrinfer.apps.compare import compare, parity_segmenters
 
     a, b = parity_segmenters(args.model, args.against, args.device)
     if args.images:
-        from csrinfer.runtime.sources import collect_sources
+        from csrinfer.apps.sources import collect_sources
 
         sources, problems = collect_sources(args.images)
         images = [s.location for s in sources if s.kind == "image"]
         if problems or not images:
             raise ImageError(problems[0][1] if problems else "no image files among --images")
     else:
-        from csrinfer.runtime.samples import sample_images
+        from csrinfer.apps.samples import sample_images
 
         images = [image for _, image in sample_images()]
     report = compare(a, b, images)

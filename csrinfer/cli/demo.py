@@ -1,5 +1,5 @@
 """``csrinfer demo``: synthetic data -> training -> ONNX -> Segmenter -> mask AP, FPS, overlays,
-on a CPU in about ten minutes. Thin: calls :func:`csrinfer.demo.run_demo`."""
+on a CPU in about ten minutes. Thin: calls :func:`csrinfer.apps.demo.run_demo`."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ def run(args) -> int:
     # (must be set before torch loads; an explicit setting by the user wins).
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     from csrinfer.cli.common import setup_logging
-    from csrinfer.demo import DemoOptions, run_demo, summary_lines
+    from csrinfer.apps.demo import DemoOptions, run_demo, summary_lines
     from csrinfer.errors import ConfigError
 
     sizes, defaults = ("minutes", "n_train", "n_val"), DemoOptions()

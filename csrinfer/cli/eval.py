@@ -21,7 +21,7 @@ def add_arguments(p) -> None:
 
 def run(args) -> int:
     from csrinfer.cli.common import setup_logging
-    from csrinfer.evaluation import evaluate_checkpoint
+    from csrinfer.apps.evaluation import evaluate_checkpoint
 
     setup_logging()
     report = evaluate_checkpoint(args.ckpt, args.data, args.split, out=args.out, device=args.device,
@@ -34,7 +34,7 @@ def run(args) -> int:
 
 
 def print_report(report: dict) -> None:
-    from csrinfer.evaluation import format_table
+    from csrinfer.apps.evaluation import format_table
 
     print(f"mask AP on {report['images']} images (pycocotools COCOeval, segm; percent):")
     print(format_table(report))

@@ -1,7 +1,7 @@
 """``csrinfer predict``: run a model on images, folders, videos or a camera.
 
 Thin: collects the inputs, builds a :class:`csrinfer.Segmenter` and calls
-:func:`csrinfer.runtime.predict_files.predict_sources`. Unreadable inputs are listed at the
+:func:`csrinfer.apps.predict.predict_sources`. Unreadable inputs are listed at the
 end (one sentence each); the good ones are still written; the exit code is then 1.
 """
 
@@ -37,8 +37,8 @@ def add_arguments(p) -> None:
 def run(args) -> int:
     from csrinfer import Segmenter
     from csrinfer.errors import ConfigError
-    from csrinfer.runtime.predict_files import files_in_the_way, predict_sources
-    from csrinfer.runtime.sources import collect_sources
+    from csrinfer.apps.predict import files_in_the_way, predict_sources
+    from csrinfer.apps.sources import collect_sources
 
     sources, problems = collect_sources(args.inputs)
     if args.out and (taken := files_in_the_way(args.out, sources, draw=not args.no_draw)):  # before the model loads

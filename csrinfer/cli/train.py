@@ -53,7 +53,7 @@ def run(args) -> int:
     print(f"weights: {final}")
     if val is not None:
         from csrinfer.cli.eval import print_report
-        from csrinfer.evaluation import evaluate_checkpoint
+        from csrinfer.apps.evaluation import evaluate_checkpoint
 
         print_report(evaluate_checkpoint(final, args.data, "val", device=args.device))
     elif not args.no_eval:

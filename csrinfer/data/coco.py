@@ -32,8 +32,8 @@ import torch
 
 from csrinfer.data.coco_schema import check_structure
 from csrinfer.errors import DatasetError, ImageError, os_error_sentence
-from csrinfer.runtime.image_io import read_image
-from csrinfer.runtime.preprocess import Letterbox, stack_batch
+from csrinfer.image_io import read_image
+from csrinfer.letterbox import Letterbox, stack_batch
 
 log = logging.getLogger(__name__)
 
@@ -415,7 +415,7 @@ class CocoInstanceDataset(torch.utils.data.Dataset):
 
 
 def collate(samples: list[Sample], divisor: int = 32) -> Batch:
-    """Stack samples to one padded size (:func:`csrinfer.runtime.preprocess.stack_batch`)."""
+    """Stack samples to one padded size (:func:`csrinfer.letterbox.stack_batch`)."""
     images = torch.from_numpy(stack_batch([s.image for s in samples], divisor))
     hp, wp = images.shape[-2:]
     masks, ignores = [], []

@@ -1,7 +1,7 @@
 """Training-time transforms (paper §IV, mmdetection's 1x pipeline): random horizontal flip,
 resize of the short side (one size, or a range for multi-scale training), pad to a multiple of 32.
 
-The image goes through the shared ``letterbox`` of :mod:`csrinfer.runtime.preprocess`, the very
+The image goes through the shared ``letterbox`` of :mod:`csrinfer.letterbox`, the very
 function every backend uses at inference, so training and deployment see the same pixels.
 Masks follow the image exactly: same flip, same target size, same interpolation rule.
 """
@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
-from csrinfer.runtime.preprocess import Letterbox, letterbox
+from csrinfer.letterbox import Letterbox, letterbox
 
 # cv2.resize's area interpolation takes at most 4 channels at once (at non-integer scales).
 _CV2_MAX_CHANNELS = 4

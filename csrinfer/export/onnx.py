@@ -15,7 +15,7 @@ import torch
 
 from csrinfer.atomic import atomic_write
 from csrinfer.model.network import CSRD2SNet
-from csrinfer.runtime.backends.base import INPUT_NAME, OUTPUT_NAMES  # the graph's contract (design.md §2)
+from csrinfer.contract.graph import INPUT_NAME, OUTPUT_NAMES
 DEFAULT_OPSET = 18
 
 

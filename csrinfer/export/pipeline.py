@@ -18,7 +18,7 @@ from pathlib import Path
 
 from csrinfer.errors import BackendUnavailableError, ExportError, first_line
 from csrinfer.export.onnx import DEFAULT_OPSET, export_onnx
-from csrinfer.runtime.model_info import ModelInfo, producing_versions
+from csrinfer.contract.model_info import ModelInfo, producing_versions
 
 MIN_OPSET = 18  # the lowest opset torch's dynamo exporter writes
 
@@ -119,7 +119,7 @@ def stale_products(out_dir: Path, result: ExportResult) -> list[str]:
     of another size would otherwise be taken for its engine."""
     written = {result.onnx, *result.graphs}
     if result.engine is not None:
-        from csrinfer.runtime.engine_sidecar import sidecar_path
+        from csrinfer.contract.engine_sidecar import sidecar_path
 
         written |= {result.engine, sidecar_path(result.engine)}
     products = ("model.onnx", "model.fp16.onnx", "model.plugin.onnx", "model.fp16.plugin.onnx",
@@ -200,7 +200,7 @@ def _load(checkpoint, cfg, out_dir):
         return checkpoint.eval(), cfg, Path(out_dir or ".")
     if cfg is not None:
         raise ExportError("cfg= is for an in-memory model; a checkpoint carries its own config")
-    from csrinfer.checkpoint import load_checkpoint
+    from csrinfer.model.checkpoint import load_checkpoint
 
     model, cfg, _ = load_checkpoint(checkpoint)
     return model, cfg, Path(out_dir) if out_dir is not None else Path(checkpoint).parent

@@ -34,16 +34,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from csrinfer.contract.graph import DOMAIN, OP_TYPE, PLUGIN_VERSION
+
 if TYPE_CHECKING:
     import onnx
 
-OP_TYPE = "D2SFused"
-DOMAIN = "csrinfer"
-PLUGIN_VERSION = "1"
+__all__ = ["DOMAIN", "OP_TYPE", "PLUGIN_VERSION", "fuse_d2s", "fused_nodes", "custom_ops"]
+
 BLOCKSIZE = 2
 STANDARD_DOMAINS = ("", "ai.onnx")
-# onnx is imported where it is used: the TensorRT plugin reads the constants above on machines
-# that run engines and may not have the onnx package.
 
 
 def fuse_d2s(model: onnx.ModelProto, domain: str = DOMAIN) -> tuple[onnx.ModelProto, int]:

@@ -13,7 +13,7 @@ build_engine.py): parse the ONNX graph, configure the builder, build, save the p
   optional version-compatible / hardware-compatible engines;
 - ONNX parser errors reported node by node, and every failure raised as one
   :class:`csrinfer.errors.ExportError` sentence (never ``sys.exit``);
-- the ``model.plan.json`` sidecar (csrinfer/runtime/engine_sidecar.py).
+- the ``model.plan.json`` sidecar (csrinfer/contract/engine_sidecar.py).
 
 Nothing here has run against TensorRT on this project's machines (TensorRT cannot be installed
 there); each call follows the TensorRT 10.x/11.x Python API reference cited at the call.
@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from csrinfer.errors import ExportError
-from csrinfer.runtime.backends.base import INPUT_NAME
+from csrinfer.contract.graph import INPUT_NAME
 TOPK_MAX = 3840  # TensorRT's ITopKLayer keeps at most 3840 elements (ITopKLayer docs, "K ... <= 3840")
 DEFAULT_WORKSPACE_GIB = 4.0
 DEFAULT_OPT_LEVEL = 3  # TensorRT's own default; 0 builds fastest, 5 searches longest
@@ -181,8 +181,8 @@ def build_engine(onnx_path: str | os.PathLike, plan_path: str | os.PathLike | No
 
     from csrinfer.export.onnx import read_metadata
     from csrinfer.export.plugin_graph import custom_ops, fused_nodes
-    from csrinfer.runtime.engine_sidecar import EngineRecord, utc_now, write_sidecar
-    from csrinfer.runtime.tensorrt_env import gpu, import_tensorrt, make_logger
+    from csrinfer.contract.engine_sidecar import EngineRecord, utc_now, write_sidecar
+    from csrinfer.tensorrt_env import gpu, import_tensorrt, make_logger
 
     onnx_path = Path(onnx_path)
     plan_path = Path(plan_path) if plan_path is not None else onnx_path.with_suffix(".plan")
@@ -390,6 +390,6 @@ def _fmt(shape) -> str:
 
 def fp16_flag_available() -> bool:
     """True when the installed TensorRT still has ``BuilderFlag.FP16`` (10.x; removed in 11)."""
-    from csrinfer.runtime.tensorrt_env import import_tensorrt
+    from csrinfer.tensorrt_env import import_tensorrt
 
     return hasattr(import_tensorrt().BuilderFlag, "FP16")

@@ -9,7 +9,7 @@ def model_summary(config: str | None = None, ckpt: str | None = None,
                   input_size: tuple[int, int] | None = None) -> dict:
     """Summary of a config (random weights) or a checkpoint; one of the two must be given."""
     if ckpt is not None:
-        from csrinfer.checkpoint import load_checkpoint
+        from csrinfer.model.checkpoint import load_checkpoint
 
         model, cfg, _ = load_checkpoint(ckpt)
     else:

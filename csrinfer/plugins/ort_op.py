@@ -18,7 +18,7 @@ import onnx
 from onnx import TensorProto, helper
 
 from csrinfer.errors import BackendUnavailableError
-from csrinfer.export.plugin_graph import OP_TYPE
+from csrinfer.contract.graph import OP_TYPE
 
 ORT_DOMAIN = "ai.onnx.contrib"  # where onnxruntime-extensions looks up Python custom ops
 _registered = False

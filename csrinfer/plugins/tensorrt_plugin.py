@@ -30,7 +30,7 @@ import re
 from typing import List, Tuple, Union
 
 from csrinfer.errors import BackendUnavailableError
-from csrinfer.export.plugin_graph import DOMAIN, OP_TYPE
+from csrinfer.contract.graph import DOMAIN, OP_TYPE
 from csrinfer.plugins import launch
 
 PLUGIN_ID = f"{DOMAIN}::{OP_TYPE}"
@@ -120,7 +120,7 @@ def check_ptx_driver(ptx: str, driver: tuple[int, int] | None = None) -> None:
     (CUDA_ERROR_UNSUPPORTED_PTX_VERSION) only when the engine runs, so it is checked here first.
     ``driver`` defaults to what cuDriverGetVersion reports; without a driver nothing is checked.
     """
-    from csrinfer.runtime.tensorrt_env import driver_cuda_version
+    from csrinfer.tensorrt_env import driver_cuda_version
 
     driver = driver if driver is not None else driver_cuda_version()
     if driver is None:
@@ -140,7 +140,7 @@ def register(arch: str | None = None) -> None:
     Call before parsing an ONNX graph with D2SFused nodes. ``arch`` is the PTX target, e.g.
     "compute_80" for hardware-compatible engines (PTX runs on that arch and later).
     """
-    from csrinfer.runtime.tensorrt_env import import_tensorrt
+    from csrinfer.tensorrt_env import import_tensorrt
 
     trt = import_tensorrt()
     try:

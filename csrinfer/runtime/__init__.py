@@ -13,8 +13,8 @@ __all__ = ["Segmenter", "Instances", "ModelInfo", "load_image", "draw_instances"
 _LAZY = {
     "Segmenter": "csrinfer.runtime.segmenter",
     "Instances": "csrinfer.runtime.instances",
-    "ModelInfo": "csrinfer.runtime.model_info",
-    "load_image": "csrinfer.runtime.image_io",
+    "ModelInfo": "csrinfer.contract.model_info",
+    "load_image": "csrinfer.image_io",
     "draw_instances": "csrinfer.runtime.draw",
 }
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from csrinfer.runtime.image_io import load_image
+from csrinfer.image_io import load_image
 from csrinfer.runtime.instances import Instances
 
 # 20 distinct, saturated colours (BGR), one per class index modulo 20.

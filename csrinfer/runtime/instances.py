@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from csrinfer.boxes import boxes_from_extents, masks_to_boxes  # noqa: F401  (part of this module's API)
 from csrinfer.errors import ConfigError
 
 
@@ -89,13 +90,6 @@ class Instances:
             })
         return out
 
-    def draw(self, image, **options) -> np.ndarray:
-        """``image`` (path or uint8 BGR [H, W, 3]) with these instances drawn; see
-        :func:`csrinfer.runtime.draw.draw_instances`."""
-        from csrinfer.runtime.draw import draw_instances
-
-        return draw_instances(image, self, **options)
-
     def numpy(self) -> dict[str, np.ndarray]:
         """The arrays as a dict: masks, labels, scores, boxes."""
         return {"masks": self.masks, "labels": self.labels, "scores": self.scores, "boxes": self.boxes}
@@ -103,28 +97,3 @@ class Instances:
     def __repr__(self) -> str:
         h, w = self.image_size
         return f"Instances(n={len(self)}, image={h}x{w}, names={self.names[:5]}{'...' if len(self) > 5 else ''})"
-
-
-def masks_to_boxes(masks: np.ndarray) -> np.ndarray:
-    """Tight (x1, y1, x2, y2) boxes of bool masks [N, H, W]; an empty mask gives zeros.
-
-    x2/y2 are exclusive pixel edges, so a one-pixel mask at (x, y) is (x, y, x+1, y+1).
-    """
-    return boxes_from_extents(masks.any(axis=2), masks.any(axis=1))
-
-
-def boxes_from_extents(rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-    """Boxes as :func:`masks_to_boxes` from which rows (bool [N, H]) and columns (bool [N, W])
-    each mask touches."""
-    n, h = rows.shape
-    w = cols.shape[1]
-    boxes = np.zeros((n, 4), np.float32)
-    if n == 0:
-        return boxes
-    has = rows.any(axis=1)
-    y1 = rows.argmax(axis=1)
-    y2 = h - rows[:, ::-1].argmax(axis=1)
-    x1 = cols.argmax(axis=1)
-    x2 = w - cols[:, ::-1].argmax(axis=1)
-    boxes[has] = np.stack([x1, y1, x2, y2], axis=1)[has].astype(np.float32)
-    return boxes

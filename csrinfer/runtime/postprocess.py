@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from csrinfer.runtime.instances import Instances, boxes_from_extents
-from csrinfer.runtime.preprocess import Letterbox
+from csrinfer.letterbox import Letterbox
 
 
 # Float masks at the original size are made this many pixels at a time (about 64 MB of

@@ -16,11 +16,12 @@ import numpy as np
 
 from csrinfer.errors import ConfigError, ImageError
 from csrinfer.runtime.backends import Backend, load_backend
-from csrinfer.runtime.image_io import MAX_PIXELS, load_image
+from csrinfer.image_io import MAX_PIXELS, load_image
 from csrinfer.runtime.instances import Instances
-from csrinfer.runtime.model_info import ModelInfo
+from csrinfer.contract.model_info import ModelInfo
 from csrinfer.runtime.postprocess import to_instances
-from csrinfer.runtime.preprocess import Letterbox, letterbox_batch, padded_size, resized_size
+from csrinfer.letterbox import Letterbox, padded_size, resized_size
+from csrinfer.runtime.preprocess import letterbox_batch
 
 DYNAMIC_BATCH = 8  # images per forward pass when the model's batch is free
 
@@ -49,7 +50,7 @@ class Segmenter:
         >>> seg = Segmenter("model.onnx")
         >>> instances = seg.predict("street.jpg")          # or an H x W x 3 uint8 BGR array
         >>> print(len(instances), instances.names, instances.scores)
-        >>> cv2.imwrite("street.png", instances.draw(cv2.imread("street.jpg")))
+        >>> cv2.imwrite("street.png", draw_instances(cv2.imread("street.jpg"), instances))
     """
 
     def __init__(self, model, device: str | None = None, *, score_thr: float | None = None,

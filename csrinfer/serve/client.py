@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 import numpy as np
 
 from csrinfer.errors import BackendUnavailableError, ConfigError, ImageError, ServerError
-from csrinfer.runtime.image_io import MAX_PIXELS
+from csrinfer.image_io import MAX_PIXELS
 from csrinfer.runtime.instances import Instances
 from csrinfer.serve import protocol as wire
 
@@ -137,7 +137,7 @@ class RemoteSegmenter:
         return results
 
     def _inputs(self, image, index: int | None) -> list:
-        from csrinfer.runtime.image_io import as_bgr_uint8
+        from csrinfer.image_io import as_bgr_uint8
 
         label = "image" if index is None else f"image {index}"
         if isinstance(image, (str, os.PathLike)):

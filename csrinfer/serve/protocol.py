@@ -100,7 +100,7 @@ def decode_request_images(image: np.ndarray | None, image_raw: np.ndarray | None
     Raises:
         ImageError: one sentence naming what is wrong with the request's images.
     """
-    from csrinfer.runtime.image_io import as_bgr_uint8, decode_image
+    from csrinfer.image_io import as_bgr_uint8, decode_image
 
     if (image is None) == (image_raw is None):
         raise ImageError(f"a request must carry exactly one of the inputs '{IMAGE}' (encoded image "

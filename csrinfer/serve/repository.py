@@ -35,7 +35,7 @@ from pathlib import Path
 
 from csrinfer.errors import ConfigError, ExportError, ModelFileError
 from csrinfer.runtime.backends import BACKENDS, read_model_info
-from csrinfer.runtime.engine_sidecar import sidecar_path
+from csrinfer.contract.engine_sidecar import sidecar_path
 from csrinfer.serve import model_config as mc
 from csrinfer.serve import protocol
 

@@ -18,7 +18,7 @@ import numpy as np
 import triton_python_backend_utils as pb_utils
 
 from csrinfer.errors import CsrinferError
-from csrinfer.runtime.image_io import MAX_PIXELS
+from csrinfer.image_io import MAX_PIXELS
 from csrinfer.serve import protocol
 
 
@@ -91,7 +91,7 @@ class PreprocessModel:
     sends one image a request; ``Segmenter`` never pads an image to another's size)."""
 
     def initialize(self, args: dict) -> None:
-        from csrinfer.runtime.model_info import ModelInfo
+        from csrinfer.contract.model_info import ModelInfo
 
         params = model_parameters(args)
         self.info = ModelInfo.from_metadata(json.loads(params["model_info"]), args["model_name"])
@@ -115,13 +115,13 @@ class PostprocessModel:
     """Ensemble step 3: graph outputs + ``letterbox`` -> the instances of :mod:`csrinfer.serve.protocol`."""
 
     def initialize(self, args: dict) -> None:
-        from csrinfer.runtime.model_info import ModelInfo
+        from csrinfer.contract.model_info import ModelInfo
 
         self.info = ModelInfo.from_metadata(json.loads(model_parameters(args)["model_info"]), args["model_name"])
 
     def execute(self, requests: list) -> list:
         from csrinfer.runtime.postprocess import to_instances
-        from csrinfer.runtime.preprocess import Letterbox
+        from csrinfer.letterbox import Letterbox
 
         info = self.info
         responses = []

@@ -54,7 +54,7 @@ def shutdown(world: World) -> None:
 def training_device(requested: str | None = None) -> torch.device:
     """The device a process trains on: ``requested``, else its local GPU, else the CPU. A bare
     "cuda" means this process's local GPU (torchrun's LOCAL_RANK)."""
-    from csrinfer.runtime.backends.torch import torch_device
+    from csrinfer.devices import torch_device
 
     device = torch_device(requested)
     if device.type == "cuda" and device.index is None:

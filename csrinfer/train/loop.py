@@ -27,7 +27,7 @@ from pathlib import Path
 
 import torch
 
-from csrinfer.checkpoint import load_weights, read_checkpoint, save_checkpoint
+from csrinfer.model.checkpoint import load_weights, read_checkpoint, save_checkpoint
 from csrinfer.config import Config, require_config
 from csrinfer.data.coco import CocoInstanceDataset, find_split
 from csrinfer.data.transforms import TrainTransform

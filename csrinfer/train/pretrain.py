@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from csrinfer.data.coco import CocoInstanceDataset
-from csrinfer.runtime.instances import masks_to_boxes
+from csrinfer.boxes import masks_to_boxes
 
 log = logging.getLogger(__name__)
 

@@ -25,7 +25,7 @@ def _gt_as_predictions(gt_file, true_score, wrong_score):
 
 def test_keeping_the_best_of_overlapping_predictions_gives_the_ap_of_right_classes(tiny_data):
     diagnose = load("train_diagnose")
-    from csrinfer.evaluation import coco_metrics
+    from csrinfer.apps.evaluation import coco_metrics
 
     gt_file = tiny_data / "annotations" / "instances_val.json"
     gt, rows = _gt_as_predictions(gt_file, true_score=0.5, wrong_score=0.9)  # the wrong class ranks first

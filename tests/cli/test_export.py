@@ -14,7 +14,7 @@ from tests.conftest import photo_like
 
 def test_export_a_static_batch_and_run_it(tmp_path, small_ckpt, capsys):
     from csrinfer import Segmenter
-    from csrinfer.runtime.compare import match_instances
+    from csrinfer.apps.compare import match_instances
 
     assert main(["export", "--ckpt", str(small_ckpt), "--out", str(tmp_path), "--input-size", "64x96",
                  "--batch", "2"]) == 0

@@ -30,7 +30,7 @@ def test_info_reports_parts_and_flops(capsys):
 
 
 def test_info_on_a_checkpoint(tmp_path, capsys, small_cfg):
-    from csrinfer.checkpoint import save_checkpoint
+    from csrinfer.model.checkpoint import save_checkpoint
     from csrinfer.model import build_model
 
     ckpt = save_checkpoint(tmp_path / "m.pth", build_model(small_cfg), small_cfg)

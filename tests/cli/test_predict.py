@@ -14,7 +14,7 @@ import pytest
 
 from csrinfer.cli import main
 from tests.conftest import photo_like
-from tests.runtime.test_image_io import png_claiming
+from tests.test_image_io import png_claiming
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -322,7 +322,7 @@ def test_degenerate_segmentations_are_skipped_and_counted_in_training(tmp_path):
 
 
 def test_degenerate_segmentations_are_left_out_of_the_evaluation(tmp_path, caplog):
-    from csrinfer.evaluation import coco_metrics
+    from csrinfer.apps.evaluation import coco_metrics
 
     path, second = _degenerate(tmp_path)
     first = [10, 5, 30, 5, 30, 25, 10, 25]
@@ -339,7 +339,7 @@ def test_what_coco_tolerates_is_still_read_and_scored(tmp_path, second_id):
     """A garbage bbox, a repeated id (or id 0, which COCOeval takes for "unmatched") and an
     unknown image or category id are no structural problem: training skips what it cannot
     place, and the evaluation finds both objects."""
-    from csrinfer.evaluation import coco_metrics
+    from csrinfer.apps.evaluation import coco_metrics
 
     cv2.imwrite(str(tmp_path / "a.png"), np.zeros((H, W, 3), np.uint8))
     square, triangle = [10, 5, 30, 5, 30, 25, 10, 25], [40, 10, 55, 10, 55, 30]

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from csrinfer.data.transforms import TrainTransform, resize_masks
-from csrinfer.runtime.preprocess import PAD_VALUE_RGB
+from csrinfer.letterbox import PAD_VALUE_RGB
 
 
 def _painted(rng, h=90, w=130):

@@ -22,7 +22,7 @@ SIZE = (160, 224)
 def ckpt(tmp_path_factory, small_cfg):
     import copy
 
-    from csrinfer.checkpoint import save_checkpoint
+    from csrinfer.model.checkpoint import save_checkpoint
     from csrinfer.model import build_model
     from tests.conftest import make_confident
 
@@ -38,7 +38,7 @@ def fake_trt(monkeypatch, tmp_path):
     import importlib
 
     from csrinfer.plugins import tensorrt_plugin
-    from csrinfer.runtime import tensorrt_env
+    from csrinfer import tensorrt_env
     from tests.plugins.test_tensorrt_plugin import fake_trtp
 
     fake = importlib.import_module("tests.export.fake_tensorrt")

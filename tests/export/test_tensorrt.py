@@ -141,7 +141,7 @@ def test_engine_of_the_small_model_matches_onnx_runtime(tmp_path, small_model): 
     import torch
 
     from csrinfer.export.onnx import export_onnx
-    from csrinfer.runtime.engine_sidecar import read_sidecar
+    from csrinfer.contract.engine_sidecar import read_sidecar
 
     onnx_path = export_onnx(small_model, tmp_path / "m.onnx", input_size=(256, 320))
     plan = build_engine(onnx_path, tmp_path / "m.plan", fp16=False, timing_cache=tmp_path / "t.cache")
@@ -162,7 +162,7 @@ def fake_trt(monkeypatch, tmp_path):
     """`tensorrt` replaced by tests/export/fake_tensorrt.py, a GPU that says it is an A100."""
     import importlib
 
-    from csrinfer.runtime import tensorrt_env
+    from csrinfer import tensorrt_env
 
     fake = importlib.import_module("tests.export.fake_tensorrt")
     monkeypatch.setitem(sys.modules, "tensorrt", fake)
@@ -200,7 +200,7 @@ def small_graph(dtype=TensorProto.FLOAT, batch=1, extra_node=None):
 
 
 def test_fp32_graph_with_fp16_on_tensorrt_10_pins_post_processing_to_float32(tmp_path, fake_trt):
-    from csrinfer.runtime.engine_sidecar import read_sidecar
+    from csrinfer.contract.engine_sidecar import read_sidecar
 
     onnx_path = tmp_path / "m.onnx"
     onnx.save(small_graph(), str(onnx_path))
@@ -228,7 +228,7 @@ def test_fp32_graph_with_fp16_on_tensorrt_10_pins_post_processing_to_float32(tmp
 
 
 def test_fp16_graph_is_built_strongly_typed(tmp_path, fake_trt):
-    from csrinfer.runtime.engine_sidecar import read_sidecar
+    from csrinfer.contract.engine_sidecar import read_sidecar
 
     onnx_path = tmp_path / "m16.onnx"
     onnx.save(small_graph(TensorProto.FLOAT16), str(onnx_path))
@@ -255,7 +255,7 @@ def test_tensorrt_11_without_the_fp16_flag_asks_for_the_fp16_graph(tmp_path, fak
 
 
 def test_dynamic_graph_gets_an_optimisation_profile(tmp_path, fake_trt):
-    from csrinfer.runtime.engine_sidecar import read_sidecar
+    from csrinfer.contract.engine_sidecar import read_sidecar
 
     onnx_path = tmp_path / "d.onnx"
     onnx.save(small_graph(batch=-1), str(onnx_path))

@@ -12,7 +12,7 @@ import torch
 from csrinfer.config import Config, load_config
 from csrinfer.model import build_model
 from csrinfer.model.complexity import count_parameters
-from csrinfer.runtime.preprocess import PAD_VALUE_RGB, stack_batch
+from csrinfer.letterbox import PAD_VALUE_RGB, stack_batch
 
 PAPER_PARAMS = 32.13e6  # Table I, "Ours"
 SMALL_CONFIG = Path(__file__).resolve().parents[2] / "models" / "csr_d2s_r18_small.yaml"

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from csrinfer.errors import BackendUnavailableError, ConfigError
-from csrinfer.runtime.backends.torch import torch_device
+from csrinfer.devices import torch_device
 from csrinfer.train.distributed import training_device
 
 
@@ -24,7 +24,7 @@ def test_unknown_devices_are_refused_alike_by_every_backend(text):
 
 
 def test_device_strings_name_a_kind_and_an_index():
-    from csrinfer.runtime.backends.base import parse_device
+    from csrinfer.devices import parse_device
     from csrinfer.runtime.backends.onnxruntime import choose_providers
 
     assert [parse_device(d) for d in ("cpu", "cuda", "cuda:3")] == [("cpu", None), ("cuda", None), ("cuda", 3)]

@@ -20,7 +20,7 @@ def one_square(h=120, w=160, label=1):
 def test_mask_box_and_tag_are_drawn_and_the_rest_is_untouched(background):
     image = np.full((120, 160, 3), background, np.uint8)
     inst = one_square()
-    out = inst.draw(image)
+    out = draw_instances(image, inst)
     assert out.shape == image.shape and out.dtype == np.uint8 and (image == background).all()  # input not modified
     color = np.array(class_color(1), float)
     inside = out[70:80, 80:100].reshape(-1, 3).astype(float)

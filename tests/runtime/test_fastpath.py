@@ -110,7 +110,7 @@ def test_segmenter_on_cpu_warns_and_runs_plain_fp32(small_ckpt):
 def test_letterboxing_on_the_backend_device(small_ckpt):
     """The gpu_preprocess wiring, exercised on the CPU: tensors instead of numpy, same instances."""
     from csrinfer import Segmenter
-    from csrinfer.runtime.compare import match_instances
+    from csrinfer.apps.compare import match_instances
 
     rng = np.random.default_rng(1)
     unresized = rng.integers(0, 256, (160, 224, 3), dtype=np.uint8)  # already at the resize rule's size
@@ -143,7 +143,7 @@ def test_without_switches_the_backend_runs_predict_itself(small_model):
 @needs_cuda
 def test_segmenter_fast_path_on_gpu_matches_eager(small_ckpt):
     from csrinfer import Segmenter
-    from csrinfer.runtime.compare import match_instances
+    from csrinfer.apps.compare import match_instances
 
     image = np.random.default_rng(2).integers(0, 256, (200, 300, 3), dtype=np.uint8)
     eager = Segmenter(small_ckpt, device="cuda")

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from csrinfer.runtime.gpu_preprocess import letterbox_tensor, resize_taps
-from csrinfer.runtime.preprocess import letterbox
+from csrinfer.letterbox import letterbox
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs an NVIDIA GPU (CUDA)")
 

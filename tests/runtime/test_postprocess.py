@@ -9,7 +9,7 @@ import torch
 from csrinfer.runtime import postprocess
 from csrinfer.runtime.instances import masks_to_boxes
 from csrinfer.runtime.postprocess import to_instances
-from csrinfer.runtime.preprocess import Letterbox
+from csrinfer.letterbox import Letterbox
 
 
 def test_masks_return_to_the_original_image_and_padding_is_cropped():

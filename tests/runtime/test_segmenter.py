@@ -9,7 +9,7 @@ import pytest
 
 from csrinfer import Segmenter
 from csrinfer.errors import ConfigError, ImageError, ModelFileError
-from csrinfer.runtime.compare import compare, match_instances, parity_segmenters
+from csrinfer.apps.compare import compare, match_instances, parity_segmenters
 from csrinfer.runtime.instances import Instances, masks_to_boxes
 from tests.conftest import EXPORT_SIZE, delicate_instances, photo_like
 
@@ -74,7 +74,7 @@ def test_parity_report_of_two_backends(small_ckpt, small_onnx):
 
 
 def test_an_in_memory_model_gives_the_checkpoints_results(small_ckpt):
-    from csrinfer.checkpoint import load_checkpoint
+    from csrinfer.model.checkpoint import load_checkpoint
 
     model, cfg, _ = load_checkpoint(small_ckpt)
     from_module, from_file = Segmenter(model, cfg=cfg), Segmenter(small_ckpt)

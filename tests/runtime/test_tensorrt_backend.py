@@ -16,8 +16,8 @@ import pytest
 import torch
 
 from csrinfer.errors import BackendUnavailableError, EngineMismatchError, ImageError, ModelFileError
-from csrinfer.runtime.engine_sidecar import EngineRecord, write_sidecar
-from csrinfer.runtime.tensorrt_env import Gpu
+from csrinfer.contract.engine_sidecar import EngineRecord, write_sidecar
+from csrinfer.tensorrt_env import Gpu
 
 GPU = Gpu(0, "NVIDIA H200", (9, 0))
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs an NVIDIA GPU (CUDA)")
@@ -27,7 +27,7 @@ needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs an 
 def fake_trt(monkeypatch):
     import importlib
 
-    from csrinfer.runtime import tensorrt_env
+    from csrinfer import tensorrt_env
 
     fake = importlib.import_module("tests.export.fake_tensorrt")
     monkeypatch.setitem(sys.modules, "tensorrt", fake)

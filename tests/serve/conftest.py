@@ -12,7 +12,7 @@ from tests.conftest import MODELS, make_confident
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory):
     """The small config at 96x128 inputs, randomly initialised to return many instances."""
-    from csrinfer.checkpoint import save_checkpoint
+    from csrinfer.model.checkpoint import save_checkpoint
     from csrinfer.config import load_config
     from csrinfer.model import build_model
 

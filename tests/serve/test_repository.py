@@ -94,7 +94,7 @@ def fake_export(path, batch, size, k=20):
     import onnx
     from onnx import TensorProto, helper
 
-    from csrinfer.runtime.model_info import ModelInfo
+    from csrinfer.contract.model_info import ModelInfo
 
     h, w = size
     outs = [("scores", TensorProto.FLOAT, [batch, k]), ("labels", TensorProto.INT64, [batch, k]),
@@ -130,8 +130,8 @@ def test_a_static_batch_over_one_is_refused(tmp_path):
 
 
 def test_triton_repo_for_a_tensorrt_plan_reads_its_sidecar(tmp_path):
-    from csrinfer.runtime.engine_sidecar import EngineRecord, write_sidecar
-    from csrinfer.runtime.model_info import ModelInfo
+    from csrinfer.contract.engine_sidecar import EngineRecord, write_sidecar
+    from csrinfer.contract.model_info import ModelInfo
 
     plan = tmp_path / "model.plan"
     plan.write_bytes(b"not parsed: Triton's TensorRT backend reads it")

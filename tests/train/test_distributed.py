@@ -8,7 +8,7 @@ import socket
 import torch
 import torch.multiprocessing as mp
 
-from csrinfer.checkpoint import read_checkpoint
+from csrinfer.model.checkpoint import read_checkpoint
 
 
 def _free_port() -> int:

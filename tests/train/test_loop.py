@@ -9,7 +9,7 @@ import signal
 import pytest
 import torch
 
-from csrinfer.checkpoint import load_checkpoint, read_checkpoint
+from csrinfer.model.checkpoint import load_checkpoint, read_checkpoint
 from csrinfer.errors import ConfigError, TrainingError
 from csrinfer.train import loop
 from csrinfer.train.loop import train

@@ -12,7 +12,8 @@ import os
 from pathlib import Path
 
 from csrinfer.errors import BackendUnavailableError, ConfigError, ModelFileError
-from csrinfer.runtime.backends.base import INPUT_NAME, OUTPUT_NAMES, Backend
+from csrinfer.contract.graph import INPUT_NAME, OUTPUT_NAMES
+from csrinfer.runtime.backends.base import Backend
 
 __all__ = ["Backend", "BACKENDS", "INPUT_NAME", "OUTPUT_NAMES", "backend_for", "load_backend", "read_model_info"]
 

@@ -14,24 +14,15 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-from csrinfer.errors import ConfigError
+from csrinfer.contract.graph import INPUT_NAME, OUTPUT_NAMES
+from csrinfer.devices import parse_device
 
-if TYPE_CHECKING:  # the graph's names and device strings are needed without torch or OpenCV
+if TYPE_CHECKING:
     import numpy as np
 
-    from csrinfer.runtime.model_info import ModelInfo
+    from csrinfer.contract.model_info import ModelInfo
 
-INPUT_NAME = "images"
-OUTPUT_NAMES = ("scores", "labels", "masks")
-
-
-def parse_device(device: str) -> tuple[str, int | None]:
-    """"cpu" -> ("cpu", None), "cuda" -> ("cuda", None), "cuda:N" -> ("cuda", N); anything else
-    is one sentence. Every backend reads device strings through here."""
-    kind, colon, index = str(device).partition(":")
-    if kind in ("cpu", "cuda") and (not colon or index.isdigit()):
-        return kind, int(index) if colon else None
-    raise ConfigError(f"unknown device '{device}'; use 'cpu', 'cuda' or 'cuda:N'")
+__all__ = ["Backend", "INPUT_NAME", "OUTPUT_NAMES", "parse_device"]
 
 
 class Backend(ABC):

@@ -13,8 +13,10 @@ from pathlib import Path
 import numpy as np
 
 from csrinfer.errors import BackendUnavailableError, ModelFileError, first_line
-from csrinfer.runtime.backends.base import INPUT_NAME, OUTPUT_NAMES, Backend, parse_device
-from csrinfer.runtime.model_info import ModelInfo
+from csrinfer.contract.graph import INPUT_NAME, OUTPUT_NAMES
+from csrinfer.devices import parse_device
+from csrinfer.runtime.backends.base import Backend
+from csrinfer.contract.model_info import ModelInfo
 
 # Preference order when no device is named. TensorRT's EP is left out on purpose: TensorRT
 # engines have their own backend (.plan), built ahead of time rather than at session start.
@@ -113,7 +115,7 @@ def _has_plugin_nodes(path: Path) -> bool:
     """Whether the graph holds csrinfer's ``D2SFused`` nodes (read without its weights)."""
     import onnx
 
-    from csrinfer.export.plugin_graph import OP_TYPE
+    from csrinfer.contract.graph import OP_TYPE
 
     try:
         graph = onnx.load(str(path), load_external_data=False).graph

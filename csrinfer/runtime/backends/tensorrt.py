@@ -2,7 +2,7 @@
 
 On load it reads the ``model.plan.json`` sidecar and checks it against the installed TensorRT and
 GPU before TensorRT sees the plan, so a mismatch is one sentence that names both sides
-(csrinfer/runtime/engine_sidecar.py). I/O buffers are PyTorch CUDA tensors (Ultralytics'
+(csrinfer/contract/engine_sidecar.py). I/O buffers are PyTorch CUDA tensors (Ultralytics'
 TensorRT backend does the same) or, with a CPU-only PyTorch, cuda-python device allocations as in
 NVIDIA's samples since TensorRT 10.13 (samples/python/common_runtime.py). With ``cuda_graph=True``
 the engine's launches are captured once per input shape and replayed (TensorRT developer guide,
@@ -27,8 +27,10 @@ from pathlib import Path
 import numpy as np
 
 from csrinfer.errors import BackendUnavailableError, ImageError, ModelFileError
-from csrinfer.runtime.backends.base import INPUT_NAME, OUTPUT_NAMES, Backend, parse_device
-from csrinfer.runtime.model_info import ModelInfo
+from csrinfer.contract.graph import INPUT_NAME, OUTPUT_NAMES
+from csrinfer.devices import parse_device
+from csrinfer.runtime.backends.base import Backend
+from csrinfer.contract.model_info import ModelInfo
 
 
 class TensorRTBackend(Backend):
@@ -45,8 +47,8 @@ class TensorRTBackend(Backend):
     name = "TensorRT"
 
     def __init__(self, path, device: str | None = None, cuda_graph: bool = False):
-        from csrinfer.runtime.engine_sidecar import check_engine, read_sidecar
-        from csrinfer.runtime.tensorrt_env import gpu, import_tensorrt, make_logger
+        from csrinfer.contract.engine_sidecar import check_engine, read_sidecar
+        from csrinfer.tensorrt_env import gpu, import_tensorrt, make_logger
 
         path = Path(path)
         if not path.is_file():
@@ -83,7 +85,7 @@ class TensorRTBackend(Backend):
 
     @staticmethod
     def read_info(path) -> ModelInfo:
-        from csrinfer.runtime.engine_sidecar import read_sidecar
+        from csrinfer.contract.engine_sidecar import read_sidecar
 
         return ModelInfo.from_metadata(read_sidecar(path)[0], str(path))
 

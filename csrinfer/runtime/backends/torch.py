@@ -17,23 +17,11 @@ import numpy as np
 import torch
 
 from csrinfer.errors import BackendUnavailableError, ConfigError, ModelFileError
-from csrinfer.runtime.backends.base import OUTPUT_NAMES, Backend, parse_device
+from csrinfer.contract.graph import OUTPUT_NAMES
+from csrinfer.devices import torch_device
+from csrinfer.runtime.backends.base import Backend
 from csrinfer.runtime.fastpath import FastPathOptions, build_fast_net
-from csrinfer.runtime.model_info import ModelInfo, default_class_names
-
-
-def torch_device(requested: str | None = None) -> torch.device:
-    """``requested`` ("cpu", "cuda", "cuda:N"; default: CUDA when available) as a torch.device,
-    checked here so that a typo or a missing GPU is one sentence, not a CUDA traceback later."""
-    if not requested:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(*parse_device(requested))
-    gpus = torch.cuda.device_count() if device.type == "cuda" and torch.cuda.is_available() else 0
-    if device.type == "cuda" and (device.index or 0) >= gpus:
-        seen = f"sees {gpus} CUDA GPU(s)" if gpus else "sees no CUDA GPU here"
-        raise BackendUnavailableError(f"device '{requested}' asked for, but PyTorch {seen}; use 'cpu'"
-                                      + (f" or 'cuda:0'..'cuda:{gpus - 1}'" if gpus else ""))
-    return device
+from csrinfer.contract.model_info import ModelInfo, default_class_names
 
 
 class TorchBackend(Backend):
@@ -60,7 +48,7 @@ class TorchBackend(Backend):
             self.info = _info_of_module(model, cfg, class_names)
             self.model = copy.deepcopy(model) if self.options.changes_model else model
         else:
-            from csrinfer.checkpoint import load_checkpoint
+            from csrinfer.model.checkpoint import load_checkpoint
 
             self.model, cfg, _ = load_checkpoint(model, map_location=self.device)
             self.info = ModelInfo.from_config(cfg)
@@ -73,7 +61,7 @@ class TorchBackend(Backend):
 
     @staticmethod
     def read_info(path) -> ModelInfo:
-        from csrinfer.checkpoint import checkpoint_config, read_checkpoint
+        from csrinfer.model.checkpoint import checkpoint_config, read_checkpoint
 
         return ModelInfo.from_config(checkpoint_config(read_checkpoint(path), path))
 

@@ -18,9 +18,10 @@ import cv2
 
 from csrinfer import atomic
 from csrinfer.errors import CsrinferError, ImageError
-from csrinfer.runtime.image_io import load_image
+from csrinfer.image_io import load_image
+from csrinfer.runtime.draw import draw_instances
+from csrinfer.apps.sources import Source
 from csrinfer.runtime.segmenter import Segmenter
-from csrinfer.runtime.sources import Source
 
 RESULTS_NAME = "predictions.json"
 
@@ -83,7 +84,7 @@ def _predict_images(segmenter, images, out_dir, draw, category_ids, progress, re
                 image = load_image(source.location, segmenter.max_pixels)
                 instances = segmenter.predict(image)
                 if draw:
-                    report.written.append(write_png(out_dir / f"{name}.png", instances.draw(image)))
+                    report.written.append(write_png(out_dir / f"{name}.png", draw_instances(image, instances)))
             except CsrinferError as e:
                 report.failures.append((str(source), str(e)))
                 continue
@@ -134,7 +135,7 @@ def predict_video(segmenter: Segmenter, source: Source, out_dir, progress: bool 
             if writer is None:
                 writer = cv2.VideoWriter(str(partial), cv2.VideoWriter_fourcc(*"mp4v"), fps,
                                          (frame.shape[1], frame.shape[0]))
-            writer.write(result.draw(frame))
+            writer.write(draw_instances(frame, result))
             frames += 1
             instances += len(result)
             bar.update(1)

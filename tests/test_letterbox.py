@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from csrinfer.runtime.preprocess import PAD_VALUE_RGB, letterbox, resized_size, stack_batch
+from csrinfer.letterbox import PAD_VALUE_RGB, letterbox, resized_size, stack_batch
 
 
 @pytest.mark.parametrize("h,w,want", [(480, 640, (800, 1067)), (1000, 500, (1333, 667)), (800, 1333, (800, 1333)),
@@ -40,7 +40,7 @@ def test_stack_batch_pads_to_the_largest():
 
 def test_a_batch_of_different_sizes_tells_each_box_the_batchs_padded_size():
     """Masks come back at the stride of the batch's input, so every box must know that size."""
-    from csrinfer.runtime.model_info import ModelInfo
+    from csrinfer.contract.model_info import ModelInfo
     from csrinfer.runtime.preprocess import letterbox_batch
 
     rng = np.random.default_rng(0)

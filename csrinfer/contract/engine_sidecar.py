@@ -2,7 +2,7 @@
 
 A plan file is opaque and tied to the TensorRT version and GPU that built it, so csrinfer writes
 a JSON sidecar next to it: the ONNX graph's ``metadata_props`` (class names, input size, stride,
-thresholds, versions; what :class:`csrinfer.runtime.model_info.ModelInfo` reads) plus a
+thresholds, versions; what :class:`csrinfer.contract.model_info.ModelInfo` reads) plus a
 ``tensorrt`` section (TensorRT version, GPU, precision, input shape profile, plugins, build
 options). The TensorRT backend reads it before it deserializes the plan and says what does not
 match this machine. The plan itself stays a plain TensorRT engine that ``trtexec`` can load.
@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from csrinfer.errors import EngineMismatchError, ModelFileError
-from csrinfer.runtime.tensorrt_env import Gpu, parse_version
+from csrinfer.tensorrt_env import Gpu, parse_version
 
 FORMAT = "csrinfer-engine"
 FORMAT_VERSION = 1

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from csrinfer.runtime.sources import Source, collect_sources
+from csrinfer.apps.sources import Source, collect_sources
 
 
 def test_a_folder_gives_its_images_and_videos_sorted_and_names_the_subfolders_it_leaves(tmp_path):

@@ -8,8 +8,8 @@ import types
 import pytest
 
 from csrinfer.errors import BackendUnavailableError
-from csrinfer.runtime import tensorrt_env
-from csrinfer.runtime.tensorrt_env import gpu, import_tensorrt, parse_version
+from csrinfer import tensorrt_env
+from csrinfer.tensorrt_env import gpu, import_tensorrt, parse_version
 
 
 def test_missing_tensorrt_says_how_to_install_it(monkeypatch):

@@ -21,7 +21,7 @@ per-iteration latency (numpy's linear interpolation). The result is a plain dict
 layout is documented by ``benchmarks/bench.schema.json``.
 
 Example:
-    >>> from csrinfer.bench import benchmark, format_result
+    >>> from csrinfer.apps.bench import benchmark, format_result
     >>> result = benchmark("model.onnx", batch=1, iters=50, data="data/shapes")
     >>> print(format_result(result))
 """
@@ -263,11 +263,11 @@ def bench_images(count: int, data: str | os.PathLike | None = None, split: str =
     """``count`` uint8 BGR images: the first ones of a dataset split, else synthetic photos of
     ``image_hw`` (smooth colour fields with shapes, deterministic)."""
     if data is None:
-        from csrinfer.runtime.samples import synthetic_image
+        from csrinfer.apps.samples import synthetic_image
 
         return [synthetic_image(seed, *image_hw) for seed in range(count)]
     from csrinfer.data.coco import find_split, load_coco
-    from csrinfer.runtime.image_io import read_image
+    from csrinfer.image_io import read_image
 
     ann_file, image_dir = find_split(data, split)
     coco = load_coco(ann_file)
@@ -351,9 +351,9 @@ def describe(segmenter, summary: dict, *, name: str | None = None, warmup: int =
 
 def evaluate(segmenter, data, split: str = "val", max_images: int | None = None,
              coco_results: str | os.PathLike | None = None, progress: bool = True) -> dict:
-    """Mask AP of ``segmenter`` on a split (csrinfer.evaluation, pycocotools segm); AP values in
+    """Mask AP of ``segmenter`` on a split (csrinfer.apps.evaluation, pycocotools segm); AP values in
     percent like the paper's tables, None where the split has no object of that size."""
-    from csrinfer.evaluation import METRICS, evaluate_checkpoint
+    from csrinfer.apps.evaluation import METRICS, evaluate_checkpoint
 
     tmp = None if coco_results is not None else Path(tempfile.mkdtemp(prefix="csrinfer-bench-"))
     out = Path(coco_results) if tmp is None else tmp / "results.json"
@@ -391,7 +391,7 @@ def format_result(result: dict) -> str:
                  f"(paper: {paper['fps']} FPS on a {paper['device']}, batch {paper['batch']})")
     acc = result.get("accuracy")
     if acc:
-        from csrinfer.evaluation import METRICS
+        from csrinfer.apps.evaluation import METRICS
 
         cells = "  ".join(f"{k} {'-' if acc[k] is None else f'{acc[k]:.1f}'}" for k in METRICS)
         lines.append(f"mask AP on {acc['images']} images of {acc['data']} ({acc['split']}): {cells}")

@@ -7,8 +7,8 @@ The README's main job. Six stages, each announced, each with a progress bar:
    schedule fitted to the time, so its lr steps happen however fast the machine is);
 3. export to ONNX (``csrinfer.export.pipeline``: static input of the config's export size);
 4. mask AP (pycocotools) and speed of the ONNX file through ``Segmenter`` (ONNX Runtime) on
-   the val split, in one ``csrinfer.bench`` run;
-5. overlay PNGs of the first val images (``csrinfer.runtime.predict_files``);
+   the val split, in one ``csrinfer.apps.bench`` run;
+5. overlay PNGs of the first val images (``csrinfer.apps.predict``);
 6. ``report.md`` and ``report.json``: AP table, FPS and latency, training length, stage times,
    machine, date, command.
 
@@ -16,7 +16,7 @@ Everything goes under ``out`` (default ``runs/demo``); a second run in the same 
 afresh. ``quick=True`` is the CI-sized version (a dozen tiny images, a few iterations).
 
 Example:
-    >>> from csrinfer.demo import DemoOptions, run_demo
+    >>> from csrinfer.apps.demo import DemoOptions, run_demo
     >>> report = run_demo(DemoOptions(out="runs/demo", minutes=6))
     >>> report["accuracy"]["AP"], report["speed"]["fps"]
 """
@@ -68,7 +68,7 @@ class DemoOptions:
 def run_demo(options: DemoOptions, say=print, command: str | None = None) -> dict:
     """Run the six stages; returns the report (also written to ``out/report.json``).
     ``command``: the command line to record (default: this process's)."""
-    from csrinfer.bench import command_line, loadavg, now_iso
+    from csrinfer.apps.bench import command_line, loadavg, now_iso
 
     if options.minutes <= 0 or options.n_train < 1 or options.n_val < 1:
         raise ConfigError("--minutes, --n-train and --n-val must be positive")
@@ -140,7 +140,7 @@ def dataset_stage(options: DemoOptions, out: Path, report: dict) -> None:
 
 
 def train_stage(options: DemoOptions, out: Path, report: dict) -> None:
-    from csrinfer.checkpoint import read_checkpoint
+    from csrinfer.model.checkpoint import read_checkpoint
     from csrinfer.train import train
 
     cfg = demo_config(options)
@@ -163,7 +163,7 @@ def export_stage(out: Path, report: dict) -> None:
 
 
 def evaluate_stage(options: DemoOptions, out: Path, report: dict) -> None:
-    from csrinfer.bench import benchmark
+    from csrinfer.apps.bench import benchmark
 
     result = benchmark(report["export"]["onnx"], device="cpu", warmup=3, iters=options.bench_iters,
                        data=out / "shapes", coco_results=out / "export" / "results_val.json", progress=True,
@@ -175,9 +175,9 @@ def evaluate_stage(options: DemoOptions, out: Path, report: dict) -> None:
 
 
 def overlay_stage(options: DemoOptions, out: Path, report: dict) -> None:
-    from csrinfer.runtime.predict_files import predict_sources
+    from csrinfer.apps.predict import predict_sources
     from csrinfer.runtime.segmenter import Segmenter
-    from csrinfer.runtime.sources import Source
+    from csrinfer.apps.sources import Source
 
     images = sorted((out / "shapes" / "val").glob("*.png"))[: options.overlays]
     segmenter = Segmenter(report["export"]["onnx"], device="cpu")
@@ -196,7 +196,7 @@ def write_report(out: Path, report: dict) -> None:
 def summary_lines(report: dict) -> list[str]:
     """What the demo prints at the end: mask AP, FPS, where the files are."""
     acc, speed, train = report["accuracy"], report["speed"], report["training"]
-    from csrinfer.evaluation import METRICS
+    from csrinfer.apps.evaluation import METRICS
 
     cells = "  ".join(f"{k} {'-' if acc[k] is None else f'{acc[k]:.1f}'}" for k in METRICS)
     lat = speed["latency_ms"]["total"]
@@ -213,7 +213,7 @@ def summary_lines(report: dict) -> list[str]:
 
 
 def markdown(report: dict) -> str:
-    from csrinfer.evaluation import METRICS
+    from csrinfer.apps.evaluation import METRICS
 
     acc, speed, t = report["accuracy"], report["speed"], report["training"]
     lat = speed["latency_ms"]

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from csrinfer.errors import ImageError
-from csrinfer.runtime.image_io import load_image
+from csrinfer.image_io import load_image
 
 
 def png_claiming(width: int, height: int) -> bytes:

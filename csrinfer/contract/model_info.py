@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from csrinfer.errors import ModelFileError
-from csrinfer.runtime.preprocess import PAD_VALUE_RGB
+from csrinfer.config import IMAGENET_MEAN as PAD_VALUE_RGB  # the letterbox pads with the mean: zero after normalisation
 
 FORMAT = "csrinfer-model"
 FORMAT_VERSION = 1

@@ -16,7 +16,7 @@ import numpy as np
 
 from csrinfer.errors import ConfigError, ImageError
 from csrinfer.runtime.backends import load_backend
-from csrinfer.runtime.image_io import load_image
+from csrinfer.image_io import load_image
 from csrinfer.runtime.instances import Instances
 from csrinfer.runtime.segmenter import Segmenter
 

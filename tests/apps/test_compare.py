@@ -7,9 +7,9 @@ import pytest
 
 from csrinfer.errors import ConfigError
 from csrinfer.runtime.backends.base import Backend
-from csrinfer.runtime.compare import ParityReport, mask_iou, match_instances, parity_segmenters
+from csrinfer.apps.compare import ParityReport, mask_iou, match_instances, parity_segmenters
 from csrinfer.runtime.instances import Instances, masks_to_boxes
-from csrinfer.runtime.model_info import ModelInfo
+from csrinfer.contract.model_info import ModelInfo
 
 
 def instances(masks, labels, scores):

@@ -8,8 +8,8 @@ import warnings
 import pytest
 
 from csrinfer.errors import EngineMismatchError, ModelFileError
-from csrinfer.runtime.engine_sidecar import EngineRecord, check_engine, read_sidecar, sidecar_path, write_sidecar
-from csrinfer.runtime.tensorrt_env import Gpu
+from csrinfer.contract.engine_sidecar import EngineRecord, check_engine, read_sidecar, sidecar_path, write_sidecar
+from csrinfer.tensorrt_env import Gpu
 
 METADATA = {"format": "csrinfer-model", "class_names": ["circle", "star"], "input_size": [320, 480],
             "precision": "fp32", "stride": 8}

@@ -10,7 +10,7 @@ import cv2
 import pytest
 
 from csrinfer.cli import main
-from csrinfer.demo import MARKER, prepare_folder
+from csrinfer.apps.demo import MARKER, prepare_folder
 from csrinfer.errors import ConfigError
 
 
@@ -31,7 +31,7 @@ def test_demo_runs_end_to_end(demo):
     assert report["training"]["iterations"] == 3
     acc, speed = report["accuracy"], report["speed"]
     assert acc["images"] == 4
-    from csrinfer.evaluation import coco_metrics  # the AP reported is that of the results file it wrote
+    from csrinfer.apps.evaluation import coco_metrics  # the AP reported is that of the results file it wrote
 
     scored = coco_metrics(out / "shapes" / "annotations" / "instances_val.json",
                           json.loads((out / "export" / "results_val.json").read_text()))

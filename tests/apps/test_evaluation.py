@@ -9,7 +9,7 @@ import pytest
 
 from csrinfer.data.coco import CocoInstanceDataset, find_split, load_coco
 from csrinfer.data.synthetic import write_synthetic
-from csrinfer.evaluation import METRICS, coco_metrics, evaluate_checkpoint, format_table
+from csrinfer.apps.evaluation import METRICS, coco_metrics, evaluate_checkpoint, format_table
 from csrinfer.runtime.instances import Instances, masks_to_boxes
 
 
@@ -60,7 +60,7 @@ def test_the_table_has_the_papers_columns():
 
 
 def test_evaluate_checkpoint_writes_coco_results(shapes, tmp_path, small_model, small_cfg):
-    from csrinfer.checkpoint import save_checkpoint
+    from csrinfer.model.checkpoint import save_checkpoint
 
     ckpt = save_checkpoint(tmp_path / "model.pth", small_model, small_cfg)
     report = evaluate_checkpoint(ckpt, shapes, out=tmp_path / "res.json", device="cpu", progress=False)
@@ -100,7 +100,7 @@ def test_ground_truth_without_area_or_iscrowd_scores_as_with_them(tmp_path):
 def test_a_scoring_failure_keeps_the_predictions_and_says_where(shapes, tmp_path, small_model, small_cfg, monkeypatch):
     import pycocotools.cocoeval
 
-    from csrinfer.checkpoint import save_checkpoint
+    from csrinfer.model.checkpoint import save_checkpoint
     from csrinfer.errors import DatasetError
 
     class Broken:
@@ -118,7 +118,7 @@ def test_a_scoring_failure_keeps_the_predictions_and_says_where(shapes, tmp_path
 
 
 def test_eval_on_a_file_of_the_wrong_structure_is_one_line_and_exit_2(tmp_path, small_model, small_cfg, capsys):
-    from csrinfer.checkpoint import save_checkpoint
+    from csrinfer.model.checkpoint import save_checkpoint
     from csrinfer.cli import main
 
     data = write_synthetic(tmp_path / "shapes", n_train=1, n_val=2, seed=0)

@@ -1,4 +1,4 @@
-"""``csrinfer bench`` (csrinfer/bench.py): every field, sane values, the documented JSON schema.
+"""``csrinfer bench`` (csrinfer/apps/bench.py): every field, sane values, the documented JSON schema.
 
 Nothing here is a speed target (those live in benchmarks/): the checks are that the numbers
 hang together — percentiles ordered, FPS = batch / mean latency, steps adding up to the
@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from csrinfer.bench import BenchRun, StepClock, benchmark, latency_stats
+from csrinfer.apps.bench import BenchRun, StepClock, benchmark, latency_stats
 from csrinfer.cli import main
 
-SCHEMA = Path(__file__).resolve().parents[1] / "benchmarks" / "bench.schema.json"
+SCHEMA = Path(__file__).resolve().parents[2] / "benchmarks" / "bench.schema.json"
 
 
 @pytest.fixture(scope="module")
@@ -113,7 +113,7 @@ def test_bench_run_keeps_every_sample(small_ckpt):
 
 
 def test_mask_ap_in_the_same_run_is_the_evaluation_modules(small_ckpt, shapes, validator, tmp_path):
-    from csrinfer.evaluation import METRICS, evaluate_checkpoint
+    from csrinfer.apps.evaluation import METRICS, evaluate_checkpoint
 
     result = benchmark(small_ckpt, warmup=0, iters=2, data=shapes, coco_results=tmp_path / "r.json", progress=False)
     assert list(validator.iter_errors(result)) == []

@@ -77,7 +77,7 @@ def predict_split(predict: Callable, coco_gt, image_dir: str | os.PathLike, cate
     from tqdm import tqdm
 
     from csrinfer.errors import ImageError
-    from csrinfer.runtime.image_io import read_image
+    from csrinfer.image_io import read_image
 
     image_ids = sorted(coco_gt.getImgIds())[:max_images]
     for image_id in tqdm(image_ids, desc="evaluating", unit="img", disable=not progress, dynamic_ncols=True):

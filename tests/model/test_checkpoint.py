@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import pytest
 
-from csrinfer.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
+from csrinfer.model.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
 from csrinfer.errors import CheckpointError
 from csrinfer.model import build_model
 
