@@ -81,7 +81,7 @@ def python_signature(fn, is_method: bool) -> list[dict]:
             varargs = True
             continue
         params.append({"name": p.name, "default": p.default is not p.empty})
-    if is_method and params and params[0]["name"] == "self":
+    if is_method and params and params[0]["name"] in ("self", "cls"):
         params = params[1:]
     return [{"params": params, "varargs": varargs}]
 
@@ -113,8 +113,10 @@ def class_entry(cls) -> dict:
                 attrs[name] = {"kind": "property", "writable": value.fset is not None}
             elif is_enum(value):
                 attrs[name] = enum_entry(value)
-            elif isinstance(value, (staticmethod, classmethod)):
+            elif isinstance(value, staticmethod):
                 attrs[name] = callable_entry(name, value.__func__, False)
+            elif isinstance(value, classmethod):  # called on the class: cls is bound like self
+                attrs[name] = callable_entry(name, value.__func__, True)
             elif callable(value):
                 attrs[name] = callable_entry(name, value, True)
             elif isinstance(type(value), type) and is_enum(type(value)):

@@ -21,6 +21,7 @@ Everything lands in ``$CSRINFER_TEST_CACHE`` (default ``~/.cache/csrinfer-test``
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -66,8 +67,9 @@ class Bindings:
         return env
 
     def api(self) -> dict:
-        """The real module's API surface (tests/tensorrt_api.py), dumped once and cached."""
-        path = self.root / "api.json"
+        """The real module's API surface (tests/tensorrt_api.py), dumped once per version of that script."""
+        digest = hashlib.sha256(API_SCRIPT.read_bytes()).hexdigest()[:12]
+        path = self.root / f"api-{digest}.json"
         if not path.is_file():
             tmp = self.root / f"api.json.{os.getpid()}.tmp"
             run_python(self, str(API_SCRIPT), str(tmp))
