@@ -122,3 +122,18 @@ def delicate_instances(segmenter, image, margin: float = 1e-4) -> set[int]:
     kept = np.nonzero(scores > segmenter.score_thr)[0]  # instances are these slots, in order
     near = np.abs(masks[kept] - segmenter.mask_thr).reshape(len(kept), -1).min(axis=1) < margin
     return {i for i, flag in enumerate(near) if flag}
+
+
+@pytest.fixture(scope="session", params=["10.13.3.9", "11.4.0.106"])
+def real_tensorrt(request):
+    """The real TensorRT Python bindings of one version, importable in subprocesses only (tests/tensorrt_bindings.py).
+
+    Downloaded and built once into ~/.cache/csrinfer-test; skipped, with the reason, where the
+    wheel cannot be downloaded or no C compiler/binutils exist.
+    """
+    from tests.tensorrt_bindings import Unavailable, prepare
+
+    try:
+        return prepare(request.param)
+    except Unavailable as e:
+        pytest.skip(str(e))

@@ -1,9 +1,9 @@
 """The FP16 ONNX graph: the network in float16, its numerically delicate parts in float32.
 
-TensorRT 10 reaches FP16 with a builder flag on an FP32 graph; TensorRT 11 removed that flag and
-builds every network strongly typed, taking each tensor's type from the graph (TensorRT 10.x ->
-11.x migration guide, "Strongly Typed Networks Are Now Required"). So the export can also write
-the precision into the graph itself. The graph keeps the I/O contract of design.md §2 (float32
+TensorRT builds FP16 engines from this graph as strongly typed networks, taking each tensor's type
+from the graph: TensorRT 10.12 deprecated the weakly typed route (an FP32 graph with the FP16
+builder flag) and TensorRT 11 removed it ("Strongly Typed Networks Are Now Required", 10.x -> 11.x
+migration guide). So the precision is written into the graph itself. The graph keeps the I/O contract of design.md §2 (float32
 ``images`` in; float32 ``scores``/``masks`` and int64 ``labels`` out) and casts inside:
 
 - backbone, neck (CSR, D2S) and head convolutions run in float16;
@@ -22,9 +22,7 @@ from __future__ import annotations
 
 import copy
 import os
-from collections.abc import Sequence
 from pathlib import Path
-from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -96,53 +94,3 @@ def _float32_group_norms(module: nn.Module) -> nn.Module:
         else:
             _float32_group_norms(child)
     return module
-
-
-class Layer(NamedTuple):
-    """A network layer as :func:`float32_layers` sees it (a TensorRT layer or an ONNX node).
-
-    kind: "conv", "matmul", "plugin", "shape", "topk", "norm", "sigmoid" or "other".
-    """
-
-    name: str
-    kind: str
-    inputs: tuple[str, ...]
-    outputs: tuple[str, ...]
-
-
-BARRIER_KINDS = ("conv", "matmul", "plugin", "shape")  # the network's own compute; shape reads no values
-
-
-def float32_layers(layers: Sequence[Layer]) -> set[str]:
-    """Names of the layers an FP16 build of an FP32 graph must keep in float32 (TensorRT 10 weak typing).
-
-    The same parts :class:`MixedPrecisionNet` keeps in float32, found from the graph alone:
-    normalisations and sigmoids, and the in-graph post-processing, which is everything from the
-    first TopK on plus what feeds that TopK without passing a convolution, matmul or plugin
-    (the local-maximum filter and the category probabilities). ``layers`` are in network order.
-    """
-    producer = {t: i for i, layer in enumerate(layers) for t in layer.outputs}
-    consumers: dict[str, list[int]] = {}
-    for i, layer in enumerate(layers):
-        for t in layer.inputs:
-            consumers.setdefault(t, []).append(i)
-
-    keep = {i for i, layer in enumerate(layers) if layer.kind in ("norm", "sigmoid")}
-    topks = [i for i, layer in enumerate(layers) if layer.kind == "topk"]
-    if topks:
-        first = topks[0]
-        keep |= _closure(first, lambda i: [j for t in layers[i].outputs for j in consumers.get(t, [])])
-        # what feeds the first TopK without passing the network's own compute
-        keep |= _closure(first, lambda i: [producer[t] for t in layers[i].inputs
-                                           if t in producer and layers[producer[t]].kind not in BARRIER_KINDS])
-    return {layers[i].name for i in keep}
-
-
-def _closure(start: int, neighbours) -> set[int]:
-    seen, todo = set(), [start]
-    while todo:
-        i = todo.pop()
-        if i not in seen:
-            seen.add(i)
-            todo += neighbours(i)
-    return seen

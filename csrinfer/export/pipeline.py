@@ -2,8 +2,9 @@
 
 The engine is built from the graph TensorRT wants (csrinfer/export/tensorrt.py): the D2SFused
 plugin graph ``model.plugin.onnx`` (csrinfer/export/plugin_graph.py) unless ``plugin=False``, and
-the FP16 graph ``model.fp16.onnx`` (csrinfer/export/fp16.py) when asked for or when the installed
-TensorRT (11) has no FP16 builder flag; ``model.onnx`` stays the standard graph ONNX Runtime runs.
+the FP16 graph ``model.fp16.onnx`` (csrinfer/export/fp16.py) when asked for or when an FP16 engine is
+built (from that graph, strongly typed, on every TensorRT); ``model.onnx`` stays the standard graph
+ONNX Runtime runs.
 
 One function, :func:`export_model`, does the whole job for the CLI and for library users;
 its settings are one :class:`ExportOptions`, so a new export feature is a new field there, a
@@ -158,15 +159,8 @@ def plugin_onnx_step(graph_path: Path) -> tuple[Path | None, str | None]:
 
 
 def _engine_wants_fp16_graph(options: ExportOptions) -> bool:
-    """An FP16 engine on a TensorRT without the FP16 builder flag (11+) must be built from the FP16 graph."""
-    if not options.builder.get("fp16", True):
-        return False
-    from csrinfer.export.tensorrt import fp16_flag_available
-
-    try:
-        return not fp16_flag_available()
-    except BackendUnavailableError:  # e.g. a TensorRT too old: build_engine_step says so
-        return False
+    """An FP16 engine is built from the FP16 graph on every TensorRT (strongly typed networks)."""
+    return bool(options.builder.get("fp16", True))
 
 
 def build_engine_step(onnx_path: Path, options: ExportOptions) -> tuple[Path | None, str | None]:

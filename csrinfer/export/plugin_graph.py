@@ -12,18 +12,28 @@ alone, and a graph exported by any means can be converted (``csrinfer export --p
 
 The ``D2SFused`` node::
 
-    domain      "csrinfer" (opset_import csrinfer:1); TensorRT >= 10.10 also reads the plugin
-                namespace from the domain
+    domain      "csrinfer" (opset_import csrinfer:1)
     inputs      X      float32|float16 [N, C, H, W], C divisible by 4
                 W      same dtype [C/4, 1, 3, 3]  depthwise filters (an initializer)
                 B      same dtype [C/4]           bias (an initializer)
     output      Y      same dtype [N, C/4, 2H, 2W]
                 Y = depthwise_conv3x3(pixel_shuffle(X, 2), W, pad=1) + B
-    attributes  plugin_namespace "csrinfer"  where TensorRT's ONNX parser looks for the plugin
-                plugin_version   "1"
-                aot              1           use the ahead-of-time implementation (PTX in the
-                                             engine, no Python at run time)
-                blocksize        2           documentation: the only supported upscale
+    attributes  plugin_namespace "csrinfer"  the creator's namespace (the parser's default is "")
+                plugin_version   "1"         the creator's version (also the parser's default)
+                aot              1           the parser asks the creator for STRICT_AOT: the
+                                             ahead-of-time implementation, no Python at run time
+                blocksize        2           documentation only: the creator advertises no
+                                             fields, so the parser passes it nowhere
+
+What NVIDIA's ONNX parser does with such a node (onnx-tensorrt, ``FallbackPluginImporter``,
+``loadFields`` and ``createPlugin``): it looks the creator up by (op_type, ``plugin_version``,
+``plugin_namespace``); it hands the creator, as plugin fields, only the node attributes named
+in the creator's ``getFieldNames()`` (INT as kINT32, STRING as kCHAR) and ignores the rest; and
+for a Quick (tensorrt.plugin) creator an ``aot`` attribute picks STRICT_AOT (non-zero) or
+STRICT_JIT, else the network's PREFER_*_PYTHON_PLUGINS flags decide. tensorrt.plugin's creator
+refuses a field its ``register`` function does not declare, so the node's attributes must be
+these four and ``register`` must declare none (:data:`PARSER_ATTRIBUTES`; checked against the
+real tensorrt.plugin in tests/plugins/test_tensorrt_plugin.py).
 
 Weights and bias are node *inputs*, not attributes: an ahead-of-time TensorRT plugin serializes
 no attributes into the engine (tensorrt.plugin.aot_impl docs), so constants must reach the
@@ -43,6 +53,8 @@ __all__ = ["DOMAIN", "OP_TYPE", "PLUGIN_VERSION", "fuse_d2s", "fused_nodes", "cu
 
 BLOCKSIZE = 2
 STANDARD_DOMAINS = ("", "ai.onnx")
+#: attributes NVIDIA's ONNX parser reads itself (creator lookup, AOT request); none reaches the plugin
+PARSER_ATTRIBUTES = ("plugin_namespace", "plugin_version", "aot")
 
 
 def fuse_d2s(model: onnx.ModelProto, domain: str = DOMAIN) -> tuple[onnx.ModelProto, int]:

@@ -3,11 +3,11 @@
 One function, :func:`build_engine`, in the order of NVIDIA's samples (samples/python/detectron2/
 build_engine.py): parse the ONNX graph, configure the builder, build, save the plan. Around it:
 
-- FP16 the way the installed TensorRT wants it. A graph with float16 tensors (the FP16 ONNX of
-  csrinfer/export/fp16.py) is built strongly typed, on TensorRT 10 and 11 alike. An FP32 graph
-  with ``fp16=True`` is built weakly typed with ``BuilderFlag.FP16`` on TensorRT 10, the
-  post-processing pinned to float32 (:func:`csrinfer.export.fp16.float32_layers`); TensorRT 11
-  has no such flag (every network is strongly typed) and is told to build the FP16 graph instead.
+- one FP16 path on every TensorRT: a strongly typed network built from the FP16 ONNX of
+  csrinfer/export/fp16.py, each tensor's type taken from the graph. TensorRT 10.12 deprecated
+  weak typing (``BuilderFlag.FP16``, layer precisions, ``set_output_type``,
+  ``OBEY_PRECISION_CONSTRAINTS``) and TensorRT 11 removed it, so an FP32 graph asked for FP16 is
+  refused with the command that writes the FP16 graph;
 - an optimisation profile (min/opt/max) for dynamic input shapes, a workspace limit, a timing
   cache that is read before and saved after every build, the builder optimisation level, and
   optional version-compatible / hardware-compatible engines;
@@ -15,8 +15,9 @@ build_engine.py): parse the ONNX graph, configure the builder, build, save the p
   :class:`csrinfer.errors.ExportError` sentence (never ``sys.exit``);
 - the ``model.plan.json`` sidecar (csrinfer/contract/engine_sidecar.py).
 
-Nothing here has run against TensorRT on this project's machines (TensorRT cannot be installed
-there); each call follows the TensorRT 10.x/11.x Python API reference cited at the call.
+Every TensorRT name, signature and property write used here is checked against the real Python
+bindings of TensorRT 10 and 11 (tests/export/test_tensorrt_conformance.py); parsing, building
+and the engine's numbers need a GPU with TensorRT and have not run on this project's machines.
 """
 
 from __future__ import annotations
@@ -161,7 +162,7 @@ def build_engine(onnx_path: str | os.PathLike, plan_path: str | os.PathLike | No
     Args:
         onnx_path: the graph (standard ops, or with D2SFused plugin nodes; FP32 or FP16).
         plan_path: where the engine goes (default: the ONNX path with suffix ``.plan``).
-        fp16: build an FP16 engine (see the module docstring for how each TensorRT does it).
+        fp16: build an FP16 engine; the graph must then be the FP16 ONNX (``--fp16-onnx``).
         min_shape, opt_shape, max_shape: the optimisation profile of a dynamic graph's input
             (N, 3, H, W); defaults in :func:`resolve_profile`.
         workspace_gib: memory TensorRT's tactics may use as scratch space.
@@ -200,13 +201,13 @@ def build_engine(onnx_path: str | os.PathLike, plan_path: str | os.PathLike | No
     if hardware_compatible and device.compute_capability < (8, 0):
         raise ExportError(f"hardware-compatible engines need an Ampere or newer GPU to build on; {device.name} is "
                           f"compute capability {device.compute_capability[0]}.{device.compute_capability[1]}")
-    weak_fp16, precision = _typing(trt, proto, fp16, onnx_path.name)
+    precision = _precision(proto, fp16, onnx_path.name)
     if fused_nodes(proto):
         _register_plugin(version_compatible, hardware_compatible)
 
     logger = make_logger(trt, verbose)
     builder = trt.Builder(logger)
-    network = builder.create_network(0 if weak_fp16 else _strongly_typed_flags(trt))
+    network = builder.create_network(_strongly_typed_flags(trt))
     parser = trt.OnnxParser(network, logger)
     _parse(parser, onnx_path, trt.__version__)
     config = builder.create_builder_config()
@@ -216,12 +217,12 @@ def build_engine(onnx_path: str | os.PathLike, plan_path: str | os.PathLike | No
         trt_profile = builder.create_optimization_profile()
         trt_profile.set_shape(network.get_input(0).name, profile.min, profile.opt, profile.max)
         config.add_optimization_profile(trt_profile)
-    _configure(trt, config, network, weak_fp16, workspace_gib, opt_level, version_compatible, hardware_compatible)
+    _configure(trt, config, workspace_gib, opt_level, version_compatible, hardware_compatible)
     cache_path = None
     if timing_cache:
         cache_path = (default_timing_cache(trt.__version__, device.name) if timing_cache is True
                       else Path(timing_cache))
-        _load_timing_cache(config, cache_path)
+        _load_timing_cache(config, cache_path, logger)
 
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
@@ -239,7 +240,7 @@ def build_engine(onnx_path: str | os.PathLike, plan_path: str | os.PathLike | No
         hardware_compatibility="ampere_plus" if hardware_compatible else "none",
         onnx=onnx_path.name, onnx_sha256=_sha256(onnx_path), built=utc_now(),
         options={"workspace_gib": workspace_gib, "opt_level": opt_level,
-                 "typing": "weak+FP16 flag" if weak_fp16 else "strong",
+                 "typing": "strong",
                  "timing_cache": str(cache_path) if cache_path else None})
     write_sidecar(plan_path, read_metadata(proto), record)
     return plan_path
@@ -255,24 +256,23 @@ def _register_plugin(version_compatible: bool, hardware_compatible: bool) -> Non
     register(arch="compute_80" if hardware_compatible else None)
 
 
-def _typing(trt, proto, fp16: bool, name: str) -> tuple[bool, str]:
-    """(weakly typed with the FP16 flag?, the engine's precision) for this graph and TensorRT."""
+def _precision(proto, fp16: bool, name: str) -> str:
+    """The engine's precision, which a strongly typed network takes from the graph."""
     from csrinfer.export.fp16 import graph_precision
 
-    graph_fp16 = graph_precision(proto) == "fp16"
-    weak_fp16 = fp16 and not graph_fp16
-    if weak_fp16 and not hasattr(trt.BuilderFlag, "FP16"):
-        raise ExportError(f"TensorRT {trt.__version__} builds only strongly typed networks, so the FP32 graph "
-                          f"{name} would give an FP32 engine: export the FP16 graph (`csrinfer export "
-                          f"--ckpt CKPT --fp16-onnx`) and build that, or build with --fp32")
-    return weak_fp16, "fp16" if (graph_fp16 or weak_fp16) else "fp32"
+    graph = graph_precision(proto)
+    if fp16 and graph != "fp16":
+        raise ExportError(f"{name} is an FP32 graph, and TensorRT builds FP16 engines only from an FP16 graph "
+                          f"(strongly typed networks; weak typing is deprecated since TensorRT 10.12 and gone in "
+                          f"11): export it with `csrinfer export --ckpt CKPT --fp16-onnx` and build "
+                          f"model.fp16.onnx, or build with --fp32")
+    return graph
 
 
 def _strongly_typed_flags(trt) -> int:
-    # NetworkDefinitionCreationFlag.STRONGLY_TYPED: opt-in on TensorRT 10, accepted and ignored on 11
-    # where every network is strongly typed (TensorRT 11.0 release notes).
-    flag = getattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED", None)
-    return 0 if flag is None else 1 << int(flag)
+    # NetworkDefinitionCreationFlag.STRONGLY_TYPED: opt-in on TensorRT 10, the only mode of 11 (where the
+    # flag stays and is accepted); its bit differs between them (1 in 10.x, 0 in 11.x).
+    return 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
 
 
 def _parse(parser, onnx_path: Path, version: str) -> None:
@@ -304,68 +304,37 @@ def _input_profile(network, min_shape, opt_shape, max_shape, metadata: dict) -> 
     return resolve_profile(graph_shape, min_shape, opt_shape, max_shape, opt_hw=opt_hw)
 
 
-def _configure(trt, config, network, weak_fp16: bool, workspace_gib: float, opt_level: int,
-               version_compatible: bool, hardware_compatible: bool) -> None:
+def _configure(trt, config, workspace_gib: float, opt_level: int, version_compatible: bool,
+               hardware_compatible: bool) -> None:
     # IBuilderConfig.set_memory_pool_limit(MemoryPoolType.WORKSPACE, bytes) replaced max_workspace_size in 8.4.
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_gib * (1 << 30)))
     config.builder_optimization_level = opt_level
-    if weak_fp16:
-        config.set_flag(trt.BuilderFlag.FP16)
-        _pin_float32(trt, config, network)
     if version_compatible:
         config.set_flag(trt.BuilderFlag.VERSION_COMPATIBLE)
     if hardware_compatible:
         config.hardware_compatibility_level = trt.HardwareCompatibilityLevel.AMPERE_PLUS
 
 
-def _pin_float32(trt, config, network) -> None:
-    """Weak typing: keep float32 where csrinfer/export/fp16.py says FP16 is not safe (TensorRT 10 only)."""
-    from csrinfer.export.fp16 import Layer, float32_layers
+def _load_timing_cache(config, path: Path, logger) -> None:
+    """Read the cache at ``path`` (a new one if there is none, or if it is another TensorRT's or GPU's).
 
-    kinds = {trt.LayerType.CONVOLUTION: "conv", trt.LayerType.DECONVOLUTION: "conv",
-             trt.LayerType.MATRIX_MULTIPLY: "matmul", trt.LayerType.PLUGIN_V2: "plugin",
-             trt.LayerType.PLUGIN_V3: "plugin", trt.LayerType.SHAPE: "shape", trt.LayerType.TOPK: "topk",
-             trt.LayerType.NORMALIZATION: "norm"}
-    layers, trt_layers = [], []
-    for i in range(network.num_layers):
-        layer = network.get_layer(i)
-        kind = kinds.get(layer.type, "other")
-        if layer.type == trt.LayerType.ACTIVATION:
-            # get_layer returns an ILayer; reading the activation type needs the subclass, the way
-            # Polygraphy's TensorRT utilities cast layers. IActivationLayer.type is the ActivationType.
-            activation = network.get_layer(i)
-            activation.__class__ = trt.IActivationLayer
-            kind = "sigmoid" if activation.type == trt.ActivationType.SIGMOID else kind
-        ins = tuple(layer.get_input(j).name for j in range(layer.num_inputs) if layer.get_input(j) is not None)
-        outs = tuple(layer.get_output(j).name for j in range(layer.num_outputs))
-        layers.append(Layer(layer.name, kind, ins, outs))
-        trt_layers.append(layer)
-    keep = float32_layers(layers)
-    floats = (trt.float32, trt.float16)
-    for layer in trt_layers:
-        if layer.name not in keep:
-            continue
-        tensors = [layer.get_input(j) for j in range(layer.num_inputs)] + \
-                  [layer.get_output(j) for j in range(layer.num_outputs)]
-        if not any(t is not None and t.dtype in floats for t in tensors):
-            continue  # integer/shape layers have no float precision to pin
-        layer.precision = trt.float32  # ILayer.precision / set_output_type: weak typing only (removed in 11)
-        for j in range(layer.num_outputs):
-            if layer.get_output(j).dtype in floats:
-                layer.set_output_type(j, trt.float32)
-    config.set_flag(trt.BuilderFlag.OBEY_PRECISION_CONSTRAINTS)
-
-
-def _load_timing_cache(config, path: Path) -> None:
-    # IBuilderConfig.create_timing_cache(serialized) + set_timing_cache(cache, ignore_mismatch): an empty
-    # buffer creates a new cache (TensorRT Python API, IBuilderConfig).
-    data = b""
-    if path.is_file():
-        data = path.read_bytes()
-    cache = config.create_timing_cache(data)
-    if cache is None or not config.set_timing_cache(cache, ignore_mismatch=False):
+    IBuilderConfig.create_timing_cache(serialized) returns None and set_timing_cache(cache,
+    ignore_mismatch) returns False when TensorRT rejects a cache; an empty buffer makes a new one.
+    """
+    data = path.read_bytes() if path.is_file() else b""
+    if _attach_timing_cache(config, data):
+        return
+    if data:
         warnings.warn(f"timing cache {path} belongs to another TensorRT or GPU; starting a new one", stacklevel=3)
-        config.set_timing_cache(config.create_timing_cache(b""), ignore_mismatch=False)
+        if _attach_timing_cache(config, b""):
+            return
+    raise ExportError(f"TensorRT could not create a timing cache ({logger.first_error() or 'no reason given'}); "
+                      f"build without one (--no-timing-cache)")
+
+
+def _attach_timing_cache(config, data: bytes) -> bool:
+    cache = config.create_timing_cache(data)
+    return cache is not None and bool(config.set_timing_cache(cache, ignore_mismatch=False))
 
 
 def _save_timing_cache(config, path: Path) -> None:
@@ -386,10 +355,3 @@ def _sha256(path: Path) -> str:
 
 def _fmt(shape) -> str:
     return "x".join(str(d) for d in shape)
-
-
-def fp16_flag_available() -> bool:
-    """True when the installed TensorRT still has ``BuilderFlag.FP16`` (10.x; removed in 11)."""
-    from csrinfer.tensorrt_env import import_tensorrt
-
-    return hasattr(import_tensorrt().BuilderFlag, "FP16")

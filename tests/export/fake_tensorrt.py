@@ -1,143 +1,119 @@
-"""A stand-in for the ``tensorrt`` module that records what csrinfer's builder asks of it.
+"""A stand-in for the ``tensorrt`` module that records what csrinfer's builder and backend ask of it.
 
-It lets CI walk every line of csrinfer/export/tensorrt.py without TensorRT: ONNX nodes become
-"layers", flags and precisions are recorded, the "engine" is a JSON description of the build.
-It proves nothing about TensorRT itself; its names follow the TensorRT 10.x Python API
-(python/src/infer/pyCore.cpp, pyGraph.cpp and parsers/pyOnnx.cpp of NVIDIA/TensorRT), so a
-misspelt call in the builder fails here as it would there.
+It lets CI walk every line of csrinfer/export/tensorrt.py and runtime/backends/tensorrt.py without
+a GPU: ONNX nodes become "layers", the "engine" is a JSON description of the build, execution
+copies the input into the scores. It proves nothing about what TensorRT computes. It offers
+nothing the real module lacks (tests/export/test_tensorrt_conformance.py checks it against the
+real bindings of each version):
+
+- every enum and ``DataType`` constant is made from the snapshot of the real module
+  (tests/export/tensorrt_enums/<version>.json, written by ``python -m tests.tensorrt_bindings
+  snapshot`` and compared with the real module by the tests), so values, names and which members
+  exist are TensorRT's own, per version;
+- classes, methods and parameter names are the real ones, and a property is writable here only
+  where it is writable there; what tests inspect is kept under leading-underscore names;
+- calls that can fail in TensorRT can fail here too: ``build_serialized_network`` and
+  ``create_timing_cache`` return None and ``set_timing_cache`` False when a test asks
+  (``Builder._fail_build``, ``IBuilderConfig._reject_caches``).
+
+``_load(version)`` gives the stand-in of another version (default: the TensorRT 10 one).
 """
 
 from __future__ import annotations
 
 import enum
+import importlib.util
 import json
 import types
+from pathlib import Path
 
 import numpy as np
 import onnx
 
-__version__ = "10.13.0.35"
+_VERSIONS = ("10.13.3.9", "11.4.0.106")
+__version__ = globals().get("__version__", _VERSIONS[0])  # _load sets it before this module runs
+_SNAPSHOT = json.loads((Path(__file__).parent / "tensorrt_enums" / f"{__version__}.json").read_text())
 
 
-class DataType(enum.Enum):
-    FLOAT = 0
-    HALF = 1
-    INT32 = 3
-    INT64 = 8
-    BOOL = 4
+def _load(version: str) -> types.ModuleType:
+    """A fresh stand-in module for TensorRT ``version`` (one of the snapshots)."""
+    spec = importlib.util.spec_from_file_location(f"fake_tensorrt_{version.replace('.', '_')}", __file__)
+    module = importlib.util.module_from_spec(spec)
+    module.__version__ = version
+    spec.loader.exec_module(module)
+    return module
 
 
-float32, float16, int32, int64, bool = DataType.FLOAT, DataType.HALF, DataType.INT32, DataType.INT64, DataType.BOOL
-_NP = {float32: np.float32, float16: np.float16, int32: np.int32, int64: np.int64, bool: np.bool_}
-_ONNX = {onnx.TensorProto.FLOAT: float32, onnx.TensorProto.FLOAT16: float16, onnx.TensorProto.INT64: int64,
-         onnx.TensorProto.INT32: int32, onnx.TensorProto.BOOL: bool}
+def _enum(name: str) -> type[enum.IntEnum]:
+    return enum.IntEnum(name.rsplit(".", 1)[-1], _SNAPSHOT[name])
 
 
-def nptype(t):
-    return _NP[t]
+for _name in _SNAPSHOT:
+    if "." not in _name and _name != "dtype constants":
+        globals()[_name] = _enum(_name)
+for _name, _value in _SNAPSHOT["dtype constants"].items():
+    globals()[_name] = DataType(_value)  # noqa: F821 - made from the snapshot above
+
+_NP = {"FLOAT": np.float32, "HALF": np.float16, "INT32": np.int32, "INT64": np.int64, "BOOL": np.bool_,
+       "INT8": np.int8, "UINT8": np.uint8}
+_ONNX = {onnx.TensorProto.FLOAT: "FLOAT", onnx.TensorProto.FLOAT16: "HALF", onnx.TensorProto.INT64: "INT64",
+         onnx.TensorProto.INT32: "INT32", onnx.TensorProto.BOOL: "BOOL"}
+
+
+def _dtype(onnx_type) -> DataType:  # noqa: F821
+    return DataType[_ONNX.get(onnx_type, "FLOAT")]  # noqa: F821
+
+
+def nptype(trt_type):
+    return _NP[DataType(trt_type).name]  # noqa: F821
 
 
 class ILogger:
-    class Severity(enum.IntEnum):
-        INTERNAL_ERROR = 0
-        ERROR = 1
-        WARNING = 2
-        INFO = 3
-        VERBOSE = 4
+    Severity = _enum("ILogger.Severity")
 
     def __init__(self):
         pass
 
 
-class BuilderFlag(enum.IntEnum):
-    FP16 = 0
-    OBEY_PRECISION_CONSTRAINTS = 11
-    VERSION_COMPATIBLE = 14
-    TF32 = 7
-
-
-class MemoryPoolType(enum.IntEnum):
-    WORKSPACE = 0
-
-
-class NetworkDefinitionCreationFlag(enum.IntEnum):
-    STRONGLY_TYPED = 1
-
-
-class HardwareCompatibilityLevel(enum.IntEnum):
-    NONE = 0
-    AMPERE_PLUS = 1
-
-
-class LayerType(enum.Enum):
-    CONVOLUTION, DECONVOLUTION, MATRIX_MULTIPLY, PLUGIN_V2, PLUGIN_V3, SHAPE, TOPK, NORMALIZATION, ACTIVATION, \
-        OTHER = range(10)
-
-
-class ActivationType(enum.Enum):
-    RELU = 0
-    SIGMOID = 1
-
-
-_LAYER_OF_OP = {"Conv": LayerType.CONVOLUTION, "MatMul": LayerType.MATRIX_MULTIPLY, "TopK": LayerType.TOPK,
-                "InstanceNormalization": LayerType.NORMALIZATION, "Shape": LayerType.SHAPE,
-                "Sigmoid": LayerType.ACTIVATION, "Relu": LayerType.ACTIVATION, "D2SFused": LayerType.PLUGIN_V3}
-
-
 class ITensor:
     def __init__(self, name, dtype, shape=()):
-        self.name, self.dtype, self.shape = name, dtype, tuple(shape)
+        self._name, self._dtype, self._shape = name, dtype, tuple(shape)
+
+    name = property(lambda self: self._name)
+    shape = property(lambda self: self._shape)
+    dtype = property(lambda self: self._dtype)
 
 
 class ILayer:
-    def __init__(self, node, tensors, types):
-        self.name = node.name
-        self.type = _LAYER_OF_OP.get(node.op_type, LayerType.OTHER)
-        self._activation = ActivationType.SIGMOID if node.op_type == "Sigmoid" else ActivationType.RELU
-        self._inputs = [tensors.get(i) for i in node.input]
-        self._outputs = [tensors.setdefault(o, ITensor(o, _ONNX.get(types.get(o), float32))) for o in node.output]
-        self.precision, self.output_types = None, {}
+    def __init__(self, node):
+        self._name = node.name
+        self._type = LayerType.PLUGIN_V3 if node.domain not in ("", "ai.onnx") else LayerType.IDENTITY  # noqa: F821
 
-    num_inputs = property(lambda self: len(self._inputs))
-    num_outputs = property(lambda self: len(self._outputs))
-
-    def get_input(self, i):
-        return self._inputs[i]
-
-    def get_output(self, i):
-        return self._outputs[i]
-
-    def set_output_type(self, i, dtype):
-        self.output_types[i] = dtype
-
-
-class IActivationLayer(ILayer):
-    type = property(lambda self: self._activation)
+    name = property(lambda self: self._name)
+    type = property(lambda self: self._type)
 
 
 class INetworkDefinition:
     def __init__(self, flags):
-        self.flags, self.layers, self.inputs = flags, [], []
+        self._flags, self._layers, self._inputs = flags, [], []
 
-    num_layers = property(lambda self: len(self.layers))
-    num_inputs = property(lambda self: len(self.inputs))
+    flags = property(lambda self: self._flags)
+    num_layers = property(lambda self: len(self._layers))
+    num_inputs = property(lambda self: len(self._inputs))
 
-    def get_layer(self, i):
-        layer = self.layers[i]
-        copy = ILayer.__new__(ILayer)  # a fresh Python wrapper each call, as pybind11 gives
-        copy.__dict__ = layer.__dict__
-        return copy
+    def get_layer(self, index):
+        return self._layers[index]
 
-    def get_input(self, i):
-        return self.inputs[i]
+    def get_input(self, index):
+        return self._inputs[index]
 
 
-class IParserError:
-    def __init__(self, node_index, node):
-        self._i, self._node = node_index, node
+class ParserError:
+    def __init__(self, index, node):
+        self._index, self._node = index, node
 
     def node(self):
-        return self._i
+        return self._index
 
     def node_name(self):
         return self._node.name
@@ -150,89 +126,86 @@ class IParserError:
 
 
 class OnnxParser:
-    """Every node becomes a layer; a custom-domain node is "not found" unless ``registered_plugins`` has it."""
+    """Every node becomes a layer; a custom-domain node is "not found" unless ``_registered_plugins`` has it."""
 
-    registered_plugins: set = set()
+    _registered_plugins: set = set()
 
     def __init__(self, network, logger):
-        self.network, self.errors = network, []
+        self._network, self._errors = network, []
 
-    def parse_from_file(self, path):
-        model = onnx.load(path)
-        try:
-            inferred = onnx.shape_inference.infer_shapes(model).graph
-        except onnx.shape_inference.InferenceError:  # unknown custom ops: outputs stay float32
-            inferred = model.graph
-        types = {v.name: v.type.tensor_type.elem_type for v in list(inferred.value_info) + list(inferred.output)}
-        tensors = {}
-        for value in model.graph.input:
+    def parse_from_file(self, model):
+        proto = onnx.load(model)
+        for value in proto.graph.input:
             dims = [d.dim_value if d.HasField("dim_value") else -1 for d in value.type.tensor_type.shape.dim]
-            tensor = ITensor(value.name, _ONNX[value.type.tensor_type.elem_type], dims)
-            tensors[value.name] = tensor
-            self.network.inputs.append(tensor)
-        for t in model.graph.initializer:
-            tensors[t.name] = ITensor(t.name, _ONNX.get(t.data_type, float32), t.dims)
-        for i, node in enumerate(model.graph.node):
-            if node.domain not in ("", "ai.onnx") and (node.domain, node.op_type) not in self.registered_plugins:
-                self.errors.append(IParserError(i, node))
+            self._network._inputs.append(ITensor(value.name, _dtype(value.type.tensor_type.elem_type), dims))
+        for i, node in enumerate(proto.graph.node):
+            if node.domain not in ("", "ai.onnx") and (node.domain, node.op_type) not in self._registered_plugins:
+                self._errors.append(ParserError(i, node))
                 continue
-            self.network.layers.append(ILayer(node, tensors, types))
-        return not self.errors
+            self._network._layers.append(ILayer(node))
+        return not self._errors
 
-    num_errors = property(lambda self: len(self.errors))
+    num_errors = property(lambda self: len(self._errors))
 
-    def get_error(self, i):
-        return self.errors[i]
+    def get_error(self, index):
+        return self._errors[index]
 
 
 class ITimingCache:
     def __init__(self, data):
-        self.data = bytes(data)
+        self._data = bytes(data)
 
     def serialize(self):
-        return self.data + b"+timed"
+        return self._data + b"+timed"
 
 
 class IOptimizationProfile:
     def __init__(self):
-        self.shapes = {}
+        self._shapes = {}
 
-    def set_shape(self, name, min, opt, max):
-        self.shapes[name] = (tuple(min), tuple(opt), tuple(max))
+    def set_shape(self, input, min, opt, max):
+        self._shapes[input] = (tuple(min), tuple(opt), tuple(max))
 
 
 class IBuilderConfig:
+    _reject_caches = False  # a test sets it: create_timing_cache gives None, set_timing_cache False
+
     def __init__(self):
-        self.flags, self.pools, self.profiles, self.cache = set(), {}, [], None
+        self._flags, self._pools, self._profiles, self._cache = set(), {}, [], None
         self.builder_optimization_level = 3
-        self.hardware_compatibility_level = HardwareCompatibilityLevel.NONE
+        self.hardware_compatibility_level = HardwareCompatibilityLevel.NONE  # noqa: F821
 
     def set_flag(self, flag):
-        self.flags.add(flag)
+        self._flags.add(flag)
 
-    def set_memory_pool_limit(self, pool, size):
-        self.pools[pool] = size
+    def set_memory_pool_limit(self, pool, pool_size):
+        self._pools[pool] = pool_size
 
     def add_optimization_profile(self, profile):
-        self.profiles.append(profile)
-        return len(self.profiles) - 1
+        self._profiles.append(profile)
+        return len(self._profiles) - 1
 
-    def create_timing_cache(self, data):
-        return ITimingCache(data)
+    def create_timing_cache(self, serialized_timing_cache):
+        return None if self._reject_caches == "create" else ITimingCache(serialized_timing_cache)
 
     def set_timing_cache(self, cache, ignore_mismatch):
-        self.cache = cache
+        if self._reject_caches == "set" or (self._reject_caches == "stale" and cache._data):
+            return False
+        self._cache = cache
         return True
 
     def get_timing_cache(self):
-        return self.cache
+        return self._cache
 
 
 class Builder:
-    last = None  # the last build's network and config, for tests to inspect
+    _last = None  # the last build's network and config, for tests to inspect
+    _fail_build = False  # a test sets it: build_serialized_network returns None after logging an error
 
     def __init__(self, logger):
-        self.logger = logger
+        self._logger = logger
+
+    logger = property(lambda self: self._logger)
 
     def create_network(self, flags=0):
         return INetworkDefinition(flags)
@@ -244,34 +217,32 @@ class Builder:
         return IOptimizationProfile()
 
     def build_serialized_network(self, network, config):
-        Builder.last = types.SimpleNamespace(network=network, config=config)
-        description = {"layers": len(network.layers), "flags": sorted(int(f) for f in config.flags),
-                       "profiles": [p.shapes for p in config.profiles]}
+        Builder._last = types.SimpleNamespace(network=network, config=config)
+        if self._fail_build:
+            self._logger.log(ILogger.Severity.ERROR, "IBuilder::buildSerializedNetwork: Error Code 4: Internal Error "
+                                                     "(could not find any implementation for node conv)")
+            return None
+        description = {"layers": len(network._layers), "flags": sorted(int(f) for f in config._flags),
+                       "profiles": [p._shapes for p in config._profiles]}
         return json.dumps(description).encode()
 
 
 # --- run time: a "plan" is JSON naming the I/O; execution copies the input into the scores -------
 
-class TensorIOMode(enum.Enum):
-    NONE = 0
-    INPUT = 1
-    OUTPUT = 2
-
-
 class Runtime:
     def __init__(self, logger):
-        self.logger, self.engine_host_code_allowed = logger, False
+        self._logger, self.engine_host_code_allowed = logger, False
 
-    def deserialize_cuda_engine(self, data):
+    def deserialize_cuda_engine(self, serialized_engine):
         try:
-            desc = json.loads(bytes(data))
+            desc = json.loads(bytes(serialized_engine))
         except ValueError:
-            self.logger.log(ILogger.Severity.ERROR, "IRuntime::deserializeCudaEngine: Error Code 1: Serialization "
-                                                    "(Serialization assertion magicTagRead == kMAGIC_TAG failed.)")
+            self._logger.log(ILogger.Severity.ERROR, "IRuntime::deserializeCudaEngine: Error Code 1: Serialization "
+                                                     "(Serialization assertion magicTagRead == kMAGIC_TAG failed.)")
             return None
         if desc.get("needs_plugin"):
-            self.logger.log(ILogger.Severity.ERROR, "IPluginRegistry::getCreator: Error Code 4: Cannot find plugin: "
-                                                    f"{desc['needs_plugin']}, version: 1")
+            self._logger.log(ILogger.Severity.ERROR, "IPluginRegistry::getCreator: Error Code 4: Cannot find plugin: "
+                                                     f"{desc['needs_plugin']}, version: 1")
             return None
         return ICudaEngine(desc)
 
@@ -279,23 +250,23 @@ class Runtime:
 class ICudaEngine:
     """I/O of csrinfer's graphs: images [B, 3, H, W] -> scores [B, K], labels [B, K], masks [B, K, H/8, W/8]."""
 
-    names = ("images", "scores", "labels", "masks")
+    _names = ("images", "scores", "labels", "masks")
 
     def __init__(self, desc):
-        self.k = int(desc.get("k", 4))
+        self._k = int(desc.get("k", 4))
 
     num_io_tensors = property(lambda self: 4)
 
-    def get_tensor_name(self, i):
-        return self.names[i]
+    def get_tensor_name(self, index):
+        return self._names[index]
 
     def get_tensor_mode(self, name):
-        return TensorIOMode.INPUT if name == "images" else TensorIOMode.OUTPUT
+        return TensorIOMode.INPUT if name == "images" else TensorIOMode.OUTPUT  # noqa: F821
 
     def get_tensor_dtype(self, name):
-        return int64 if name == "labels" else float32
+        return int64 if name == "labels" else float32  # noqa: F821
 
-    def create_execution_context(self):
+    def create_execution_context(self, strategy=None):
         return IExecutionContext(self)
 
 
@@ -303,19 +274,21 @@ class IExecutionContext:
     """execute_async_v3 enqueues: scores <- the first B*K input values, labels <- 0, masks <- 0 (cuda-python)."""
 
     def __init__(self, engine):
-        self.engine, self.shape, self.addresses, self.runs = engine, None, {}, 0
+        self._engine, self._shape, self._addresses, self._runs = engine, None, {}, 0
+
+    engine = property(lambda self: self._engine)
 
     def set_input_shape(self, name, shape):
-        self.shape = tuple(shape)
-        return name == "images" and len(self.shape) == 4
+        self._shape = tuple(shape)
+        return name == "images" and len(self._shape) == 4
 
     def get_tensor_shape(self, name):
-        b, _, h, w = self.shape
-        k = self.engine.k
+        b, _, h, w = self._shape
+        k = self._engine._k
         return {"scores": (b, k), "labels": (b, k), "masks": (b, k, h // 8, w // 8)}[name]
 
-    def set_tensor_address(self, name, ptr):
-        self.addresses[name] = int(ptr)
+    def set_tensor_address(self, name, memory):
+        self._addresses[name] = int(memory)
         return True
 
     def execute_async_v3(self, stream_handle):
@@ -324,10 +297,10 @@ class IExecutionContext:
         stream = cudart.cudaStream_t(int(stream_handle))
         b, k = self.get_tensor_shape("scores")
         masks = int(np.prod(self.get_tensor_shape("masks")))
-        a = self.addresses
+        a = self._addresses
         calls = [cudart.cudaMemcpyAsync(a["scores"], a["images"], b * k * 4,
                                         cudart.cudaMemcpyKind.cudaMemcpyDeviceToDevice, stream),
                  cudart.cudaMemsetAsync(a["labels"], 0, b * k * 8, stream),
                  cudart.cudaMemsetAsync(a["masks"], 0, masks * 4, stream)]
-        self.runs += 1
+        self._runs += 1
         return all(int(c[0]) == 0 for c in calls)

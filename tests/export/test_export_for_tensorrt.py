@@ -46,7 +46,7 @@ def fake_trt(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "tensorrt", fake)
     monkeypatch.setitem(sys.modules, "tensorrt.plugin", trtp)
     monkeypatch.setattr(fake, "plugin", trtp, raising=False)
-    monkeypatch.setattr(fake.OnnxParser, "registered_plugins", {("csrinfer", "D2SFused")})
+    monkeypatch.setattr(fake.OnnxParser, "_registered_plugins", {("csrinfer", "D2SFused")})
     monkeypatch.setitem(tensorrt_plugin._state, "registered", False)
     monkeypatch.setattr(tensorrt_env, "gpu", lambda index=0: tensorrt_env.Gpu(0, "NVIDIA L4", (8, 9)))
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
@@ -67,24 +67,25 @@ def test_without_tensorrt_export_writes_the_graphs_asked_for(tmp_path, ckpt, mon
 
 def test_engine_is_built_from_the_plugin_graph(tmp_path, ckpt, fake_trt):
     result = export_model(ckpt, ExportOptions(out_dir=tmp_path, input_size=SIZE, builder={"opt_level": 2}))
-    assert [p.name for p in result.graphs] == ["model.plugin.onnx"] and not result.notes
+    assert [p.name for p in result.graphs] == ["model.fp16.onnx", "model.fp16.plugin.onnx"] and not result.notes
     assert result.engine == tmp_path / "model.plan"
     sidecar = json.loads((tmp_path / "model.plan.json").read_text())
     trt = sidecar["tensorrt"]
-    assert trt["onnx"] == "model.plugin.onnx" and trt["precision"] == "fp16"
+    assert trt["onnx"] == "model.fp16.plugin.onnx" and trt["precision"] == "fp16"
     assert trt["plugins"] == [{"op": "D2SFused", "domain": "csrinfer", "count": 2}]
-    assert trt["options"]["typing"] == "weak+FP16 flag" and trt["options"]["opt_level"] == 2
+    assert trt["options"]["typing"] == "strong" and trt["options"]["opt_level"] == 2
     assert sidecar["class_names"] == list(read_metadata(onnx.load(str(result.onnx)))["class_names"])
-    plugin_layers = [la for la in fake_trt.Builder.last.network.layers if la.type == fake_trt.LayerType.PLUGIN_V3]
+    plugin_layers = [la for la in fake_trt.Builder._last.network._layers if la.type == fake_trt.LayerType.PLUGIN_V3]
     assert len(plugin_layers) == 2
 
 
-def test_tensorrt_11_gets_the_fp16_graph(tmp_path, ckpt, fake_trt, monkeypatch):
-    class BuilderFlag(enum.IntEnum):  # TensorRT 11: no weak-typing flags
-        VERSION_COMPATIBLE = 14
+@pytest.mark.parametrize("version", ["10.13.3.9", "11.4.0.106"])
+def test_fp16_engine_is_built_from_the_fp16_graph_on_every_version(tmp_path, ckpt, fake_trt, monkeypatch, version):
+    from tests.export import fake_tensorrt
 
-    monkeypatch.setattr(fake_trt, "BuilderFlag", BuilderFlag)
+    monkeypatch.setitem(sys.modules, "tensorrt", fake_tensorrt._load(version))
     result = export_model(ckpt, ExportOptions(out_dir=tmp_path, input_size=SIZE, plugin=False))
     assert [p.name for p in result.graphs] == ["model.fp16.onnx"]
     trt = json.loads((tmp_path / "model.plan.json").read_text())["tensorrt"]
-    assert trt["onnx"] == "model.fp16.onnx" and trt["options"]["typing"] == "strong" and trt["plugins"] == []
+    assert trt["onnx"] == "model.fp16.onnx" and trt["precision"] == "fp16" and trt["tensorrt_version"] == version
+    assert trt["options"]["typing"] == "strong" and trt["plugins"] == []

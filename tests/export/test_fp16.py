@@ -9,14 +9,12 @@ import pytest
 import torch
 from onnx import TensorProto
 
-from csrinfer.export.fp16 import Layer, export_fp16_onnx, float32_layers, graph_precision
+from csrinfer.export.fp16 import export_fp16_onnx, graph_precision
 from csrinfer.export.onnx import export_onnx, read_metadata
 from csrinfer.export.plugin_graph import fuse_d2s
 from csrinfer.plugins import ort_op
 
 SIZE = (256, 320)
-ONNX_KINDS = {"Conv": "conv", "MatMul": "matmul", "Gemm": "matmul", "TopK": "topk", "Shape": "shape",
-              "InstanceNormalization": "norm", "Sigmoid": "sigmoid", "D2SFused": "plugin"}
 
 
 @pytest.fixture(scope="module")
@@ -98,28 +96,3 @@ def test_fp16_plugin_graph_agrees_with_fp16_standard_graph(graphs):
     # the custom op computes in float32 where ONNX Runtime's Conv computes in float16
     assert np.abs(np.sort(got["scores"][0]) - np.sort(want["scores"][0])).max() < 0.02
     assert matched_fraction(got, want) >= 0.9
-
-
-def test_float32_layers_are_normalisations_sigmoids_and_post_processing(graphs, small_cfg):
-    fp32, _ = graphs
-    nodes = list(fp32.graph.node)
-    layers = [Layer(n.name, ONNX_KINDS.get(n.op_type, "other"), tuple(n.input), tuple(n.output)) for n in nodes]
-    keep = float32_layers(layers)
-    kinds = {n.name: n.op_type for n in nodes}
-    assert all(kinds[name] not in ("Conv", "DepthToSpace", "Resize") for name in keep)
-    assert {n.name for n in nodes if n.op_type in ("InstanceNormalization", "Sigmoid", "TopK")} <= keep
-    first_topk = next(i for i, n in enumerate(nodes) if n.op_type == "TopK")
-    produced_after = set()
-    for n in nodes[first_topk:]:  # everything fed by the first TopK, directly or not
-        if n is nodes[first_topk] or any(i in produced_after for i in n.input):
-            assert n.name in keep
-            produced_after.update(n.output)
-    # the local-maximum filter of the category grids feeds the TopK without a convolution in between
-    grids = len(small_cfg.model.num_grids)
-    assert sum(n.op_type == "MaxPool" and n.name in keep for n in nodes) == grids
-
-
-def test_float32_layers_without_topk_are_normalisations_and_sigmoids():
-    layers = [Layer("c", "conv", ("x",), ("a",)), Layer("n", "norm", ("a",), ("b",)),
-              Layer("s", "sigmoid", ("b",), ("c",)), Layer("m", "other", ("c",), ("d",))]
-    assert float32_layers(layers) == {"n", "s"}

@@ -103,3 +103,24 @@ def test_a_conv_without_bias_gets_a_zero_bias_and_the_same_output():
     got = ort_op.session(fused).run(None, {"x": x})[0]
     assert got.shape == (1, 2, 10, 12)
     np.testing.assert_allclose(got, want, atol=1e-5)
+
+
+def test_plugin_node_carries_only_what_the_onnx_parser_reads(standard_graph):
+    """onnx-tensorrt looks the creator up by (op_type, plugin_version, plugin_namespace) and reads aot;
+    it passes the creator only attributes the creator advertises, and D2SFused's register declares none."""
+    import inspect
+
+    from csrinfer.export.plugin_graph import PARSER_ATTRIBUTES
+    from csrinfer.plugins import tensorrt_plugin
+
+    fused, _ = fuse_d2s(standard_graph)
+    for node in fused_nodes(fused):
+        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        assert set(attrs) == {*PARSER_ATTRIBUTES, "blocksize"}
+        assert (node.op_type, attrs["plugin_namespace"], attrs["plugin_version"], attrs["aot"]) == \
+            ("D2SFused", b"csrinfer", b"1", 1)
+    # the register function's parameters: tensor descriptors only (an attribute would be a plugin field)
+    source = inspect.getsource(tensorrt_plugin._define)
+    register = source[source.index("def d2s_fused_desc("):source.index(") -> trtp.TensorDesc")]
+    assert [p.split(":")[0].strip() for p in register[len("def d2s_fused_desc("):].split(",")] == ["x", "weight", "bias"]
+    assert tensorrt_plugin.PLUGIN_ID == f"{attrs['plugin_namespace'].decode()}::{OP_TYPE}"

@@ -157,18 +157,26 @@ def test_engine_of_the_small_model_matches_onnx_runtime(tmp_path, small_model): 
 
 # --- The builder's own code paths, walked against a recording stand-in for TensorRT -------------
 
-@pytest.fixture()
-def fake_trt(monkeypatch, tmp_path):
-    """`tensorrt` replaced by tests/export/fake_tensorrt.py, a GPU that says it is an A100."""
-    import importlib
+FAKE_VERSIONS = ("10.13.3.9", "11.4.0.106")
+# NetworkDefinitionCreationFlag.STRONGLY_TYPED in the real bindings: 1 in 10.13, 0 in 11.4
+STRONGLY_TYPED_BIT = {"10.13.3.9": 1, "11.4.0.106": 0}
 
+
+def use_fake(monkeypatch, tmp_path, version=FAKE_VERSIONS[0]):
+    """`tensorrt` replaced by tests/export/fake_tensorrt.py of ``version``, a GPU that says it is an A100."""
     from csrinfer import tensorrt_env
+    from tests.export import fake_tensorrt
 
-    fake = importlib.import_module("tests.export.fake_tensorrt")
+    fake = fake_tensorrt._load(version)
     monkeypatch.setitem(sys.modules, "tensorrt", fake)
     monkeypatch.setattr(tensorrt_env, "gpu", lambda index=0: tensorrt_env.Gpu(0, "NVIDIA A100-SXM4-80GB", (8, 0)))
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     return fake
+
+
+@pytest.fixture()
+def fake_trt(monkeypatch, tmp_path):
+    return use_fake(monkeypatch, tmp_path)
 
 
 def small_graph(dtype=TensorProto.FLOAT, batch=1, extra_node=None):
@@ -199,59 +207,72 @@ def small_graph(dtype=TensorProto.FLOAT, batch=1, extra_node=None):
     return model
 
 
-def test_fp32_graph_with_fp16_on_tensorrt_10_pins_post_processing_to_float32(tmp_path, fake_trt):
+@pytest.mark.parametrize("version", FAKE_VERSIONS)
+def test_fp16_graph_is_built_strongly_typed_on_every_version(tmp_path, monkeypatch, version):
     from csrinfer.contract.engine_sidecar import read_sidecar
 
-    onnx_path = tmp_path / "m.onnx"
-    onnx.save(small_graph(), str(onnx_path))
-    plan = build_engine(onnx_path, workspace_gib=1.5, opt_level=4)
-    assert plan == tmp_path / "m.plan" and plan.is_file()
-    built = fake_trt.Builder.last
-    assert built.network.flags == 0  # weakly typed: the FP16 flag decides
-    flags = built.config.flags
-    assert fake_trt.BuilderFlag.FP16 in flags and fake_trt.BuilderFlag.OBEY_PRECISION_CONSTRAINTS in flags
-    assert built.config.pools[fake_trt.MemoryPoolType.WORKSPACE] == int(1.5 * 2**30)
-    assert built.config.builder_optimization_level == 4 and built.config.profiles == []  # static input
-    pinned = {layer.name for layer in built.network.layers if layer.precision == fake_trt.float32}
-    # everything from the convolution on feeds the TopK or follows it (csrinfer.export.fp16.float32_layers)
-    assert pinned == {"norm", "relu", "sigmoid", "flatten", "topk", "square"}
-    topk = next(layer for layer in built.network.layers if layer.name == "topk")
-    assert topk.output_types == {0: fake_trt.float32}  # float values pinned, int64 indices left alone
-    metadata, record = read_sidecar(plan)
-    assert metadata["class_names"] == ["a"] and record.precision == "fp16" and record.gpu_name.startswith("NVIDIA A100")
-    assert record.tensorrt_version == "10.13.0.35" and record.options["typing"] == "weak+FP16 flag"
-    assert record.input_shapes == {"images": {"min": [1, 3, 8, 8], "opt": [1, 3, 8, 8], "max": [1, 3, 8, 8]}}
-    cache = tmp_path / "cache" / "csrinfer" / "tensorrt-10.13.0.35-nvidia-a100-sxm4-80gb.timing"
-    assert cache.read_bytes() == b"+timed"  # saved after the build...
-    build_engine(onnx_path)
-    assert cache.read_bytes() == b"+timed+timed"  # ...and read before the next one
-
-
-def test_fp16_graph_is_built_strongly_typed(tmp_path, fake_trt):
-    from csrinfer.contract.engine_sidecar import read_sidecar
-
+    fake = use_fake(monkeypatch, tmp_path, version)
     onnx_path = tmp_path / "m16.onnx"
     onnx.save(small_graph(TensorProto.FLOAT16), str(onnx_path))
-    plan = build_engine(onnx_path, tmp_path / "out" / "e.engine", timing_cache=False)
-    built = fake_trt.Builder.last
-    assert built.network.flags == 1 << int(fake_trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
-    assert fake_trt.BuilderFlag.FP16 not in built.config.flags and built.config.cache is None
-    assert read_sidecar(plan)[1].precision == "fp16"
+    plan = build_engine(onnx_path, tmp_path / "out" / "e.engine", workspace_gib=1.5, opt_level=4, timing_cache=False)
+    built = fake.Builder._last
+    assert built.network.flags == 1 << STRONGLY_TYPED_BIT[version]
+    assert built.config._flags == set() and built.config._cache is None  # no precision flags at all
+    assert built.config._pools[fake.MemoryPoolType.WORKSPACE] == int(1.5 * 2**30)
+    assert built.config.builder_optimization_level == 4 and built.config._profiles == []  # static input
+    metadata, record = read_sidecar(plan)
+    assert metadata["class_names"] == ["a"] and record.precision == "fp16" and record.gpu_name.startswith("NVIDIA A100")
+    assert record.tensorrt_version == version and record.options["typing"] == "strong"
+    assert record.input_shapes == {"images": {"min": [1, 3, 8, 8], "opt": [1, 3, 8, 8], "max": [1, 3, 8, 8]}}
 
 
-def test_tensorrt_11_without_the_fp16_flag_asks_for_the_fp16_graph(tmp_path, fake_trt, monkeypatch):
-    import enum
-
-    class BuilderFlag(enum.IntEnum):  # TensorRT 11: weak typing flags removed
-        VERSION_COMPATIBLE = 14
-
-    monkeypatch.setattr(fake_trt, "BuilderFlag", BuilderFlag)
+@pytest.mark.parametrize("version", FAKE_VERSIONS)
+def test_fp32_graph_asked_for_fp16_is_refused_on_every_version(tmp_path, monkeypatch, version):
+    fake = use_fake(monkeypatch, tmp_path, version)
     onnx_path = tmp_path / "m.onnx"
     onnx.save(small_graph(), str(onnx_path))
-    with pytest.raises(ExportError, match="builds only strongly typed networks.*--fp16-onnx.*--fp32"):
+    with pytest.raises(ExportError, match="m.onnx is an FP32 graph.*only from an FP16 graph.*--fp16-onnx.*--fp32"):
         build_engine(onnx_path)
+    assert not (tmp_path / "m.plan").exists()
     build_engine(onnx_path, fp16=False)
-    assert fake_trt.Builder.last.network.flags == 1 << int(fake_trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
+    assert fake.Builder._last.network.flags == 1 << STRONGLY_TYPED_BIT[version]
+
+
+def test_timing_cache_is_saved_after_a_build_and_read_before_the_next(tmp_path, fake_trt):
+    onnx_path = tmp_path / "m.onnx"
+    onnx.save(small_graph(), str(onnx_path))
+    build_engine(onnx_path, fp16=False)
+    cache = tmp_path / "cache" / "csrinfer" / "tensorrt-10.13.3.9-nvidia-a100-sxm4-80gb.timing"
+    assert cache.read_bytes() == b"+timed"
+    build_engine(onnx_path, fp16=False)
+    assert cache.read_bytes() == b"+timed+timed"
+
+
+def test_timing_cache_tensorrt_rejects_is_replaced_or_refused(tmp_path, fake_trt, monkeypatch):
+    onnx_path = tmp_path / "m.onnx"
+    onnx.save(small_graph(), str(onnx_path))
+    cache = tmp_path / "old.timing"
+    cache.write_bytes(b"another GPU's cache")
+    monkeypatch.setattr(fake_trt.IBuilderConfig, "_reject_caches", "stale")  # set_timing_cache -> False
+    with pytest.warns(UserWarning, match="old.timing belongs to another TensorRT or GPU; starting a new one"):
+        build_engine(onnx_path, fp16=False, timing_cache=cache)
+    assert cache.read_bytes() == b"+timed"  # the new cache replaced it
+    (tmp_path / "m.plan").unlink()
+    for mode in ("create", "set"):  # create_timing_cache -> None, or every set_timing_cache -> False
+        monkeypatch.setattr(fake_trt.IBuilderConfig, "_reject_caches", mode)
+        with pytest.raises(ExportError, match="could not create a timing cache.*--no-timing-cache"), \
+                pytest.warns(UserWarning, match="starting a new one"):  # the fresh cache is refused too
+            build_engine(onnx_path, fp16=False, timing_cache=cache)
+        assert not (tmp_path / "m.plan").exists()
+
+
+def test_failed_build_is_one_sentence_with_tensorrts_reason(tmp_path, fake_trt, monkeypatch):
+    onnx_path = tmp_path / "m.onnx"
+    onnx.save(small_graph(), str(onnx_path))
+    monkeypatch.setattr(fake_trt.Builder, "_fail_build", True)  # build_serialized_network -> None
+    with pytest.raises(ExportError, match=r"TensorRT 10.13.3.9 could not build an engine from m.onnx: .*Error Code 4"):
+        build_engine(onnx_path, fp16=False, timing_cache=False)
+    assert not (tmp_path / "m.plan").exists()
 
 
 def test_dynamic_graph_gets_an_optimisation_profile(tmp_path, fake_trt):
@@ -260,8 +281,8 @@ def test_dynamic_graph_gets_an_optimisation_profile(tmp_path, fake_trt):
     onnx_path = tmp_path / "d.onnx"
     onnx.save(small_graph(batch=-1), str(onnx_path))
     plan = build_engine(onnx_path, fp16=False, max_shape=(2, 3, 640, 640), hardware_compatible=True)
-    config = fake_trt.Builder.last.config
-    assert config.profiles[0].shapes == {"images": ((1, 3, 32, 32), (1, 3, 64, 96), (2, 3, 640, 640))}
+    config = fake_trt.Builder._last.config
+    assert config._profiles[0]._shapes == {"images": ((1, 3, 32, 32), (1, 3, 64, 96), (2, 3, 640, 640))}
     assert config.hardware_compatibility_level == fake_trt.HardwareCompatibilityLevel.AMPERE_PLUS
     record = read_sidecar(plan)[1]
     assert record.hardware_compatibility == "ampere_plus" and record.input_shapes["images"]["max"] == [2, 3, 640, 640]
@@ -271,7 +292,7 @@ def test_parser_errors_are_reported_node_by_node(tmp_path, fake_trt):
     node = helper.make_node("Mystery", ["sq"], ["out"], name="odd_one", domain="elsewhere")
     onnx_path = tmp_path / "m.onnx"
     onnx.save(small_graph(extra_node=node), str(onnx_path))
-    with pytest.raises(ExportError, match=r"TensorRT 10.13.0.35 cannot parse m.onnx: node 7 'odd_one' \(Mystery\) "
+    with pytest.raises(ExportError, match=r"TensorRT 10.13.3.9 cannot parse m.onnx: node 7 'odd_one' \(Mystery\) "
                                           r"is not supported: Plugin not found"):
-        build_engine(onnx_path)
+        build_engine(onnx_path, fp16=False)
     assert not (tmp_path / "m.plan").exists()

@@ -199,3 +199,45 @@ def test_aot_impl_returns_the_ptx_and_launch_of_the_kernel(registered, dtype_nam
     assert (params.grid_x, params.block_x, params.shared_mem) == (want.grid[0], want.block[0], 0)
     assert [a.value for a in extra] == [2, 256, 25, 42]
     assert tp.ptx_isa_version(ptx)
+
+
+# --- the real tensorrt.plugin of TensorRT 10 and 11 (tests/tensorrt_bindings.py) -------------------
+
+@pytest.fixture(scope="module")
+def real_qdp(real_tensorrt, tmp_path_factory):
+    """tests/plugins/qdp_probe.py's report: the plugin defined with the real decorators, as TensorRT sees it."""
+    import json
+
+    from tests.tensorrt_bindings import run_python
+
+    out = tmp_path_factory.mktemp("qdp") / "report.json"
+    run_python(real_tensorrt, "tests/plugins/qdp_probe.py", str(out))
+    return json.loads(out.read_text())
+
+
+def test_real_decorators_accept_the_definitions_and_register_the_creator(real_qdp):
+    # registered under the id the ONNX node names: namespace csrinfer, name D2SFused, version 1
+    assert real_qdp["registered"] == ["csrinfer::D2SFused::1"]
+    assert real_qdp["lookup"] == ["D2SFused", "1", "csrinfer", True]
+
+
+def test_onnx_parser_passes_no_field_and_asks_for_the_aot_plugin(real_qdp):
+    """onnx-tensorrt passes a creator only the attributes it advertises; ours advertises none, so
+    blocksize never reaches create_plugin (which refuses unknown fields), and aot=1 means STRICT_AOT."""
+    assert real_qdp["advertised_fields"] == []
+    assert real_qdp["node_attributes"] == ["aot", "blocksize", "plugin_namespace", "plugin_version"]
+    assert real_qdp["plugin"] == ["_TemplateAOTPlugin", "D2SFused", "csrinfer", "1"]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16"])
+def test_real_descriptors_give_what_the_aot_launch_expects(real_qdp, dtype):
+    calls = real_qdp["calls"][dtype]
+    want_type = {"float32": "DataType.FLOAT", "float16": "DataType.HALF"}[dtype]
+    assert calls["output_types"] == [want_type]  # TensorRT's get_output_data_types through register
+    assert calls["output"] == ["TensorDesc", 4, want_type]
+    assert calls["combinations"] == ["AutoTuneCombination"]
+    # _TemplateAOTPlugin.get_launch_params: str/bytes name and PTX, KernelLaunchParams, SymIntExprs of SymInt32
+    assert (calls["name_type"], calls["ptx_type"], calls["launch_params"], calls["extra_args"]) == \
+        ("str", "str", True, True)
+    assert calls["extra_arg_types"] == ["SymInt32"] * 4  # N, C, H, W after the three inputs (TRT_ARG_ORDER)
+    assert calls["entry_in_ptx"] and calls["name"] == launch.kernel_name(dtype, tp.VECTOR_WIDTH, 1)

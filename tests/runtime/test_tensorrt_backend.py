@@ -42,7 +42,7 @@ def fake_trt(monkeypatch):
     return types.SimpleNamespace(module=fake, gpu=gpu)
 
 
-def write_plan(tmp_path, gpu, plan_json=None, version="10.13.0.35", shapes=((1, 3, 32, 32), (1, 3, 64, 96), (2, 3, 256, 256))):
+def write_plan(tmp_path, gpu, plan_json=None, version="10.13.3.9", shapes=((1, 3, 32, 32), (1, 3, 64, 96), (2, 3, 256, 256))):
     plan = tmp_path / "model.plan"
     plan.write_text(json.dumps(plan_json if plan_json is not None else {"k": 4}))
     metadata = {"format": "csrinfer-model", "format_version": 1, "class_names": ["circle", "star"],
@@ -77,14 +77,14 @@ def test_refusals_before_tensorrt_sees_the_plan(tmp_path, fake_trt):
     with pytest.raises(ModelFileError, match="has no sidecar model.plan.json"):
         backend(plan)
     plan = write_plan(tmp_path, fake_trt.gpu, version="10.9.0.34")
-    with pytest.raises(EngineMismatchError, match="built by TensorRT 10.9.0.34 but TensorRT 10.13.0.35 is installed"):
+    with pytest.raises(EngineMismatchError, match="built by TensorRT 10.9.0.34 but TensorRT 10.13.3.9 is installed"):
         backend(plan)
 
 
 def test_plans_tensorrt_cannot_load_are_one_sentence(tmp_path, fake_trt):
     plan = write_plan(tmp_path, fake_trt.gpu)
     plan.write_bytes(b"\x00garbage")
-    with pytest.raises(ModelFileError, match="TensorRT 10.13.0.35 could not load model.plan: .*Serialization"):
+    with pytest.raises(ModelFileError, match="TensorRT 10.13.3.9 could not load model.plan: .*Serialization"):
         backend(plan)
     plan = write_plan(tmp_path, fake_trt.gpu, plan_json={"needs_plugin": "SomeoneElsesPlugin"})
     with pytest.raises(ModelFileError, match="uses a plugin that is not registered.*SomeoneElsesPlugin"):
@@ -117,7 +117,7 @@ def test_infer_binds_the_buffers_and_returns_the_outputs(tmp_path, fake_trt, cud
         assert out["scores"].shape == (2, 4) and out["masks"].shape == (2, 4, 8, 12)
         np.testing.assert_array_equal(out["scores"].cpu().numpy().ravel(), images.ravel()[:8])
         assert out["labels"].dtype == torch.int64 and int(out["labels"].abs().sum()) == 0
-    assert be.context.runs == (2 if cuda_graph else 3)  # capture runs it twice; replays do not call it
+    assert be.context._runs == (2 if cuda_graph else 3)  # capture runs it twice; replays do not call it
     images = np.random.default_rng(4).uniform(0, 255, (5, 3, 64, 96)).astype(np.float32)
     out = be.infer({"images": images})  # more than the profile's batch 2: chunks of 2, 2 and 1
     assert out["scores"].shape == (5, 4)
