@@ -22,24 +22,38 @@ from csrinfer.errors import ConfigError, first_line
 IMAGENET_MEAN = (123.675, 116.28, 103.53)
 IMAGENET_STD = (58.395, 57.12, 57.375)
 
+ARCHS = ("csr_d2s", "solov2")
+FPN_EXTRA = ("maxpool", "on_input", "on_lateral", "on_output")
+
 
 @dataclass
 class ModelConfig:
-    """The network (paper §III, design.md §1)."""
+    """The network (paper §III, design.md §1).
 
+    ``arch`` picks the family: "csr_d2s" (the paper's network; its neck fuses one stride-8 map)
+    or "solov2" (mmdetection's SOLOv2: FPN P2-P6, each grid from its own level, a stride-4 mask
+    branch; docs/mmdet.md). The fields marked "csr_d2s" are read by that family only, those marked
+    "solov2" by the other; the rest mean the same in both.
+    """
+
+    arch: str = "csr_d2s"  # "csr_d2s" or "solov2"
     backbone: str = "resnet50"  # any torchvision ResNet: resnet18/34/50/101
     pretrained: bool = False  # ImageNet weights through torchvision's weights API, on request
     frozen_stages: int = 1  # stem + layer1 frozen, like mmdet's frozen_stages=1
     norm_eval: bool = True  # backbone BatchNorm statistics frozen
-    neck_channels: int = 256  # W of the laterals and the fused stride-8 feature
-    csr: bool = True  # Cross-Scale Reweighting on/off (Table II)
-    csr_channels: int = 256  # "#channels" of Table III
-    d2s: bool = True  # Depth-to-Space fusion on/off (off: FPN nearest upsampling + sum)
+    neck_channels: int = 256  # W of the laterals and the fused stride-8 feature (solov2: FPN width)
+    csr: bool = True  # csr_d2s: Cross-Scale Reweighting on/off (Table II)
+    csr_channels: int = 256  # csr_d2s: "#channels" of Table III
+    d2s: bool = True  # csr_d2s: Depth-to-Space fusion on/off (off: FPN nearest upsampling + sum)
+    base_channels: int = 64  # solov2: width of the ResNet stem (mmdetection's ResNet base_channels)
+    # solov2: how the FPN makes P6: "maxpool" (mmdetection's add_extra_convs=False) or a stride-2
+    # 3x3 conv "on_input" (C5), "on_lateral" or "on_output" (P5)
+    fpn_extra: str = "maxpool"
     num_classes: int = 80
     head_channels: int = 256  # kernel and category branches
     head_convs: int = 4
     mask_channels: int = 128  # mask branch
-    kernel_dim: int = 256  # E, the dynamic 1x1 kernel length
+    kernel_dim: int = 256  # E, the dynamic 1x1 kernel length (= the mask features' channels)
     norm_groups: int = 32  # GroupNorm groups in the head
     num_grids: list[int] = field(default_factory=lambda: [40, 36, 24, 16, 12])
     scale_ranges: list[list[int]] = field(
@@ -47,6 +61,11 @@ class ModelConfig:
     )
     # Stride each grid stands for (SOLOv2's FPN levels); used for the small-mask filter.
     grid_strides: list[int] = field(default_factory=lambda: [8, 8, 16, 32, 32])
+
+    @property
+    def mask_stride(self) -> int:
+        """Stride of the mask features and of the exported masks: 8 (csr_d2s) or 4 (solov2)."""
+        return 4 if self.arch == "solov2" else 8
 
 
 @dataclass
@@ -212,6 +231,11 @@ def check_values(cfg: Config, where: str = "config") -> None:
     widths = {"head_channels": m.head_channels, "mask_channels": m.mask_channels, "kernel_dim": m.kernel_dim}
     ids = cfg.category_ids
     rules = [
+        (m.arch in ARCHS, f"model.arch must be one of {list(ARCHS)}, got {m.arch!r}"),
+        (m.fpn_extra in FPN_EXTRA, f"model.fpn_extra must be one of {list(FPN_EXTRA)}, got {m.fpn_extra!r}"),
+        (m.arch != "solov2" or len(m.num_grids) == 5,
+         f"model.arch solov2 reads one grid from each FPN level P2-P6: give 5 num_grids, got {len(m.num_grids)}"),
+        (m.base_channels >= 1, f"model.base_channels must be at least 1, got {m.base_channels}"),
         (m.num_classes >= 1, f"model.num_classes must be at least 1, got {m.num_classes}"),
         (len(ids) == m.num_classes and len(set(ids)) == len(ids) and min(ids, default=0) >= 0,
          f"category_ids needs {m.num_classes} different non-negative ids, one per class, got {ids}"),

@@ -26,6 +26,7 @@ COMMANDS = {
     "info": "csrinfer.cli.info",
     "data": "csrinfer.cli.data",
     "demo": "csrinfer.cli.demo",
+    "convert": "csrinfer.cli.convert",
 }
 
 

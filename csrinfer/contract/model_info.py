@@ -31,7 +31,7 @@ class ModelInfo:
             None for files exported before they were recorded (then label + 1).
         input_size: (H, W) of a static input, or None when H and W are dynamic.
         batch: the static batch size, or None when the batch is dynamic.
-        stride: of the output masks relative to the input (8).
+        stride: of the output masks relative to the input (8; 4 for the SOLOv2 family).
         score_thr, mask_thr: the inference thresholds the graph was exported with.
         inference: every in-graph post-processing setting (the config's ``inference``).
         short_side, max_size, size_divisor: the resize rule for dynamic inputs (COCO 1x).
@@ -71,6 +71,7 @@ class ModelInfo:
             category_ids=tuple(cfg.category_ids),
             input_size=tuple(input_size) if input_size is not None else None,
             batch=batch,
+            stride=cfg.model.mask_stride,
             score_thr=cfg.inference.score_thr,
             mask_thr=cfg.inference.mask_thr,
             inference=dataclasses.asdict(cfg.inference),

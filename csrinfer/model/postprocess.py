@@ -20,7 +20,7 @@ of them score above ``score_thr``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -79,18 +79,22 @@ def _gather_rows(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
 def postprocess(cate_preds: Sequence[torch.Tensor], kernel_preds: Sequence[torch.Tensor],
                 mask_feats: torch.Tensor, grid_strides: Sequence[int], score_thr: float = 0.1,
                 nms_pre: int = 500, mask_thr: float = 0.5, nms_kernel: str = "gaussian",
-                nms_sigma: float = 2.0, filter_thr: float = 0.05, max_per_img: int = 100
+                nms_sigma: float = 2.0, filter_thr: float = 0.05, max_per_img: int = 100,
+                cell_scores: Callable[[torch.Tensor], torch.Tensor] = points_nms,
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Head outputs -> final instances.
+
+    ``cell_scores`` turns each grid's logits into local-maximum-filtered probabilities
+    (:func:`points_nms`; the SOLOv2 family passes mmdetection's filter on probabilities).
 
     Returns:
         scores: float [B, K] (0 for empty slots), sorted descending.
         labels: int64 [B, K].
-        masks: float [B, K, H/8, W/8] mask probabilities at the feature stride.
+        masks: float [B, K, H/s, W/s] mask probabilities at the mask features' stride s.
     """
     b, num_classes = cate_preds[0].shape[:2]
     cells = [p.shape[-2] * p.shape[-1] for p in cate_preds]
-    probs = torch.cat([points_nms(p).flatten(2) for p in cate_preds], dim=2)  # [B, C, N]
+    probs = torch.cat([cell_scores(p).flatten(2) for p in cate_preds], dim=2)  # [B, C, N]
     kernels = torch.cat([k.flatten(2) for k in kernel_preds], dim=2).transpose(1, 2)  # [B, N, E]
     stride_of_cell = torch.cat([
         torch.full((n,), float(s), device=mask_feats.device, dtype=mask_feats.dtype)

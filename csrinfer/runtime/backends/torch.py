@@ -98,6 +98,7 @@ def _info_of_module(model: torch.nn.Module, cfg, class_names: Sequence[str] | No
     else:
         inference = dict(getattr(model, "inference", {}))
         info = ModelInfo(class_names=default_class_names(model.head.num_classes), inference=inference,
+                         stride=model.stride,
                          score_thr=inference.get("score_thr", 0.1), mask_thr=inference.get("mask_thr", 0.5))
     if class_names is not None:
         info = info.replace(class_names=tuple(class_names))

@@ -1,0 +1,1 @@
+"""Bring weights trained elsewhere into csrinfer checkpoints (``csrinfer convert``)."""
