@@ -15,7 +15,7 @@ PACKAGE = Path(csrinfer.__file__).parent
 # Bottom to top. A part may import itself and anything listed before it.
 LAYERS = [
     "errors", "atomic", "_lazy", "coco_classes", "config", "boxes", "devices", "tensorrt_env",
-    "image_io", "letterbox", "contract", "data", "model", "plugins", "export", "train", "runtime",
+    "image_io", "letterbox", "contract", "data", "model", "plugins", "export", "convert", "train", "runtime",
     "apps", "serve", "cli", "__main__",
 ]
 

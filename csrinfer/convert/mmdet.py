@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from csrinfer.config import Config, load_config
-from csrinfer.data.coco_classes import COCO_CATEGORY_IDS, COCO_CLASSES
+from csrinfer.coco_classes import COCO_CATEGORY_IDS, COCO_CLASSES
 from csrinfer.errors import CheckpointError, ConfigError, first_line
 
 # (mmdetection pattern, csrinfer replacement); the first match wins
@@ -133,7 +133,7 @@ def convert_mmdet(source: str | os.PathLike, config: str | os.PathLike | Config,
     Example:
         >>> convert_mmdet("solov2_r50_fpn_1x_coco.pth", "models/solov2_r50_fpn_coco.yaml", "solov2.pth")
     """
-    from csrinfer.checkpoint import save_checkpoint
+    from csrinfer.model.checkpoint import save_checkpoint
     from csrinfer.model import build_model
 
     cfg = config if isinstance(config, Config) else load_config(config)

@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 import torch
 
-from csrinfer.checkpoint import load_checkpoint
+from csrinfer.model.checkpoint import load_checkpoint
 from csrinfer.cli import main
 from csrinfer.config import IMAGENET_MEAN, IMAGENET_STD, load_config
 from csrinfer.convert.mmdet import class_names, convert_mmdet, converted_state_dict
-from csrinfer.data.coco_classes import COCO_CATEGORY_IDS, COCO_CLASSES
+from csrinfer.coco_classes import COCO_CATEGORY_IDS, COCO_CLASSES
 from csrinfer.errors import CheckpointError, ConfigError
 from csrinfer.model import build_model
 
