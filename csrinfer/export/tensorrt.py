@@ -264,7 +264,7 @@ def _typing(trt, proto, fp16: bool, name: str) -> tuple[bool, str]:
     if weak_fp16 and not hasattr(trt.BuilderFlag, "FP16"):
         raise ExportError(f"TensorRT {trt.__version__} builds only strongly typed networks, so the FP32 graph "
                           f"{name} would give an FP32 engine: export the FP16 graph (`csrinfer export "
-                          f"--ckpt CKPT --fp16-onnx`) and build that, or build with --fp32")
+                          f"--model CKPT --fp16-onnx`) and build that, or build with --fp32")
     return weak_fp16, "fp16" if (graph_fp16 or weak_fp16) else "fp32"
 
 
