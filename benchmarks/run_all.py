@@ -46,7 +46,6 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads: spinn
 
 import argparse  # noqa: E402
 import copy  # noqa: E402
-import dataclasses  # noqa: E402
 import re  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
@@ -127,10 +126,10 @@ def build_variants(model, cfg, s: Settings, workdir: Path) -> list[Variant]:
     cuda = s.device.startswith("cuda")
     cache: dict = {}
 
-    def torch_variant(key, **options):
+    def torch_variant(key, fast=False):
         def make(size, batch):
             if key not in cache:
-                cache[key] = TorchBackend(copy.deepcopy(model), s.device, cfg=cfg, **options)
+                cache[key] = TorchBackend(copy.deepcopy(model), s.device, cfg=cfg, fast=fast)
             return Segmenter(cache[key], input_size=size)
         return make
 
@@ -163,9 +162,9 @@ def build_variants(model, cfg, s: Settings, workdir: Path) -> list[Variant]:
     has_trt = _has_module("tensorrt")
     variants = [
         Variant("pytorch_eager_fp32", torch_variant("eager")),
-        Variant("pytorch_fast_fp16", torch_variant("fast", **dataclasses.asdict(FastPathOptions.all_on())),
+        Variant("pytorch_fast_fp16", torch_variant("fast", FastPathOptions.all_on()),
                 skip=None if cuda else "the GPU fast path needs CUDA"),
-        Variant("pytorch_compile_fp32", torch_variant("compile", compile=True),
+        Variant("pytorch_compile_fp32", torch_variant("compile", FastPathOptions(compile=True)),
                 skip=None if cuda or s.cpu_compile or s.dry_run else
                 "torch.compile takes minutes per input shape on a small CPU (--cpu-compile to include it)",
                 deferred=s.defer_compile, first_call_s=0.0 if s.dry_run else 90.0),

@@ -163,9 +163,10 @@ def _build(cls: type, data: dict, where: str):
         raise ConfigError(f"{where} must be a mapping, got {type(data).__name__}")
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - names)
+    unknown = sorted(set(data) - names, key=str)
     if unknown:
-        raise ConfigError(f"{where} has unknown key(s) {unknown}; known keys are {sorted(names)}")
+        raise ConfigError(f"{where} has unknown key(s) {unknown}{_did_you_mean(unknown, names)}; "
+                          f"known keys are {sorted(names)}")
     kwargs = {}
     for key, value in data.items():
         hint = hints[key]
@@ -174,6 +175,19 @@ def _build(cls: type, data: dict, where: str):
         else:
             kwargs[key] = _check_type(value, hint, f"{where}.{key}")
     return cls(**kwargs)
+
+
+def _did_you_mean(unknown: list, names: set[str]) -> str:
+    """' (did you mean 'backbone'?)' for the unknown keys that look like a typo of a known one."""
+    import difflib
+
+    matches = {key: difflib.get_close_matches(str(key), sorted(names), n=1, cutoff=0.7) for key in unknown}
+    guesses = {key: found[0] for key, found in matches.items() if found}
+    if not guesses:
+        return ""
+    if len(unknown) == 1:
+        return f" (did you mean '{guesses[unknown[0]]}'?)"
+    return " (did you mean " + ", ".join(f"'{guess}' for '{key}'" for key, guess in guesses.items()) + "?)"
 
 
 def _check_type(value, hint, where: str):

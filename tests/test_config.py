@@ -36,7 +36,11 @@ def test_small_config_is_small_and_consistent():
 
 
 @pytest.mark.parametrize("text,fragment", [
-    ("model:\n  bakbone: resnet50\n", "unknown key(s) ['bakbone']"),
+    ("model:\n  bakbone: resnet50\n", "model has unknown key(s) ['bakbone'] (did you mean 'backbone'?); known keys"),
+    ("train:\n  epoch: 3\n  lrr: 0.1\n  zzz: 1\n", "unknown key(s) ['epoch', 'lrr', 'zzz'] (did you mean 'epochs' for 'epoch', "
+                                                    "'lr' for 'lrr'?)"),
+    ("modle:\n  csr: true\n", "bad.yaml has unknown key(s) ['modle'] (did you mean 'model'?)"),
+    ("model:\n  xyzzy: 1\n", "model has unknown key(s) ['xyzzy']; known keys"),
     ("model:\n  csr: maybe\n", "model.csr must be true or false"),
     ("model:\n  num_classes: 3\n", "lists 80 class names but model.num_classes is 3"),
     ("train:\n  lr: fast\n", "train.lr must be a number"),

@@ -297,7 +297,7 @@ def benchmark(model, *, device: str | None = None, input_size: Sequence[int] | N
         data, split, max_images: the dataset for mask AP (pycocotools, segm) and for the timed
             images (its first ``batch`` images; without data, synthetic 480x640 images).
         coco_results: where to write the COCO results of the AP run (default: not kept).
-        backend_options: passed to the Segmenter (``fp16=True``, ``cuda_graph=True``, ...).
+        backend_options: passed to the Segmenter (``fast=True``, ``threads=2``, ...).
         argv: the command to record (default: ``sys.argv``).
 
     Returns a dict laid out as ``benchmarks/bench.schema.json`` describes.

@@ -69,9 +69,11 @@ class ParityReport:
         return asdict(self)
 
 
-def parity_segmenters(model_a, model_b, device: str | None = None) -> tuple[Segmenter, Segmenter]:
-    """Two Segmenters that letterbox identically: into the static size of either model if one has one."""
-    a, b = load_backend(model_a, device), load_backend(model_b, device)
+def parity_segmenters(model_a, model_b, device: str | None = None, fast=None) -> tuple[Segmenter, Segmenter]:
+    """Two Segmenters that letterbox identically: into the static size of either model if one has one.
+    ``fast`` (the PyTorch speed switches, ``Segmenter``'s ``fast=``) applies to ``model_b``, the one
+    under test."""
+    a, b = load_backend(model_a, device), load_backend(model_b, device, **({"fast": fast} if fast else {}))
     sizes = {tuple(x.info.input_size) for x in (a, b) if x.info.input_size is not None}
     if len(sizes) > 1:
         raise ConfigError(f"the two models have different static input sizes ({' and '.join(map(str, sizes))}); "

@@ -167,7 +167,7 @@ def evaluate_stage(options: DemoOptions, out: Path, report: dict) -> None:
 
     result = benchmark(report["export"]["onnx"], device="cpu", warmup=3, iters=options.bench_iters,
                        data=out / "shapes", coco_results=out / "export" / "results_val.json", progress=True,
-                       argv=["csrinfer", "bench", "--engine", report["export"]["onnx"], "--data", str(out / "shapes")])
+                       argv=["csrinfer", "bench", "--model", report["export"]["onnx"], "--data", str(out / "shapes")])
     report["accuracy"] = result["accuracy"]
     report["speed"] = {k: result[k] for k in ("backend", "device", "device_name", "precision", "batch", "input_shape",
                                               "fps", "latency_ms", "iters", "timer")}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from csrinfer.cli.common import output_file
+from csrinfer.cli.common import add_model_argument, output_folder
 
 HELP = "build a TensorRT engine (FP16 by default) from an ONNX file"
 
@@ -57,8 +57,10 @@ def engine_options(args) -> dict:
 
 
 def add_arguments(p) -> None:
-    p.add_argument("--onnx", required=True, help="the ONNX graph (standard, --plugin or --fp16-onnx export)")
-    p.add_argument("--out", type=output_file(".plan", ".engine"), help="engine path (default: the ONNX path with suffix .plan)")
+    add_model_argument(p, "--onnx", help="the ONNX model file (a standard, --plugin or --fp16-onnx export)")
+    p.add_argument("--out", default=None, metavar="DIR", type=output_folder,
+                   help="folder for the engine, named after the ONNX file: model.onnx -> model.plan "
+                        "(default: the ONNX file's folder)")
     add_engine_arguments(p)
 
 
@@ -66,7 +68,10 @@ def run(args) -> int:
     from csrinfer.export.tensorrt import build_engine
     from csrinfer.contract.engine_sidecar import read_sidecar, sidecar_path
 
-    plan = build_engine(args.onnx, args.out, **engine_options(args))
+    from pathlib import Path
+
+    plan_path = Path(args.out) / Path(args.model).with_suffix(".plan").name if args.out else None
+    plan = build_engine(args.model, plan_path, **engine_options(args))
     _, record = read_sidecar(plan)
     shapes = record.input_shapes.get("images", {})
     size = "x".join(map(str, shapes.get("opt", []))) or "?"

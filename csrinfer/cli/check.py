@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import json
 
-from csrinfer.cli.common import non_negative_float
+from csrinfer.cli.common import add_fast_path_arguments, add_model_argument, fast_path_from_args, non_negative_float
 
 HELP = "compare two model files (backends) on the same images: output errors, mask IoU, scores"
 
 
 def add_arguments(p) -> None:
-    p.add_argument("--model", required=True, help="reference model file (.pth, .onnx, .plan)")
+    add_model_argument(p, help="reference model file (.pth, .onnx, .plan)")
     p.add_argument("--against", required=True, help="model file to compare with it")
     p.add_argument("--images", nargs="+", default=None, metavar="IMG_OR_DIR",
                    help="images or folders (default: a few sample photos)")
@@ -23,13 +23,14 @@ def add_arguments(p) -> None:
     p.add_argument("--score-tol", type=non_negative_float, default=1e-3, help="largest score difference that passes (1e-3)")
     p.add_argument("--min-iou", type=non_negative_float, default=0.99, help="smallest matched-mask IoU that passes (0.99)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
+    add_fast_path_arguments(p)  # for --against: `--model m.pth --against m.pth --fast` checks the fast path
 
 
 def run(args) -> int:
     from csrinfer.errors import ImageError
     from csrinfer.apps.compare import compare, parity_segmenters
 
-    a, b = parity_segmenters(args.model, args.against, args.device)
+    a, b = parity_segmenters(args.model, args.against, args.device, fast=fast_path_from_args(args, args.against))
     if args.images:
         from csrinfer.apps.sources import collect_sources
 

@@ -35,21 +35,6 @@ positive_float = _number(float, 1e-9, "a number above 0")
 non_negative_float = _number(float, 0, "a number of at least 0")
 
 
-def output_file(*suffixes: str):
-    """An argparse type for a file to write: one of ``suffixes``, not a folder. Checked before
-    the work, so that a long run never ends on a path it cannot write (or on a checkpoint
-    overwritten by a results file)."""
-    def parse(text: str) -> str:
-        path = Path(text)
-        if path.is_dir():
-            raise argparse.ArgumentTypeError(f"'{text}' is a folder; give a file name ending in {suffixes[0]}")
-        if path.suffix.lower() not in suffixes:
-            raise argparse.ArgumentTypeError(f"'{text}' should end in {' or '.join(suffixes)}")
-        return text
-    parse.__name__ = f"{suffixes[0]} file"
-    return parse
-
-
 def output_folder(text: str) -> str:
     """An argparse type for a folder to write into: refused before the work when it, or a folder
     above it, is a file."""
@@ -85,3 +70,58 @@ def setup_logging() -> None:
         handler.setFormatter(logging.Formatter("%(message)s"))
         logger.addHandler(handler)
         logger.setLevel(logging.INFO)
+
+
+def add_option(p, name: str, *old_names: str, **kwargs):
+    """``p.add_argument(name, **kwargs)`` that also accepts ``old_names``, the spellings of earlier
+    versions, without listing them in ``--help`` (one name per thing on screen; old scripts keep
+    working). The aliases are kept on the action as ``old_names`` for the docs test."""
+    action = p.add_argument(name, *old_names, **kwargs)
+    action.option_strings = [name]  # what help and messages show; parsing still knows every spelling
+    action.old_names = old_names
+    return action
+
+
+def add_model_argument(p, *old_names: str, required: bool = True, help: str | None = None):
+    """``--model FILE``, the model file in every command (old spellings: ``old_names``)."""
+    return add_option(p, "--model", *old_names, required=required, metavar="FILE",
+                      help=help or "model file: .pth/.pt checkpoint, .onnx, or .plan/.engine (TensorRT)")
+
+
+def add_fast_path_arguments(p) -> None:
+    """The PyTorch backend's speed switches, the same in ``predict``, ``bench`` and ``check``."""
+    g = p.add_argument_group("speed (PyTorch .pth/.pt models)")
+    g.add_argument("--fast", action="store_true",
+                   help="on CUDA, every GPU fast-path switch: FP16, channels_last, fused D2S kernel, CUDA graphs, "
+                        "GPU pre-processing (on a CPU they do nothing, with a warning)")
+    g.add_argument("--fp16", action="store_true", help="on CUDA, an FP16 network (BatchNorms folded first)")
+    g.add_argument("--cuda-graph", action="store_true", help="on CUDA, replay the network as a CUDA graph")
+    g.add_argument("--compile", action="store_true",
+                   help="run the network through torch.compile (with --fast: in place of CUDA graphs)")
+
+
+FAST_PATH_FLAGS = ("fast", "fp16", "cuda_graph", "compile")
+
+
+def fast_path_flags_given(args) -> list[str]:
+    """The speed flags on the command line, as typed: ``["--fast", "--compile"]``."""
+    return [f"--{flag.replace('_', '-')}" for flag in FAST_PATH_FLAGS if getattr(args, flag, False)]
+
+
+def fast_path_from_args(args, model):
+    """The :class:`~csrinfer.runtime.fastpath.FastPathOptions` the speed flags ask for, or None
+    when none is given (every backend's default). Refused for a model that is not PyTorch."""
+    given = fast_path_flags_given(args)
+    if not given:
+        return None
+    from csrinfer.errors import ConfigError
+    from csrinfer.runtime.fastpath import FastPathOptions
+
+    if model is None or Path(model).suffix.lower() not in (".pth", ".pt"):
+        raise ConfigError(f"{' and '.join(given)} {'is a switch' if len(given) == 1 else 'are switches'} of PyTorch "
+                          f"models (.pth/.pt); {model} is not one (a TensorRT engine is the fastest form of a model)")
+    switches = FastPathOptions.all_on().as_dict() if args.fast else {}
+    if args.compile and not args.cuda_graph:  # torch.compile replaces the graph --fast would capture
+        switches["cuda_graph"] = False
+    switches.update({flag: True for flag in ("fp16", "cuda_graph", "compile") if getattr(args, flag)})
+    return FastPathOptions(**switches)

@@ -20,5 +20,5 @@ def run(args) -> int:
     from csrinfer.convert.mmdet import convert_mmdet
 
     out = convert_mmdet(args.source, args.config, args.out, trust=args.trust_pickle)
-    print(f"wrote {out} (from mmdetection {args.source}); next: csrinfer export --ckpt {out}")
+    print(f"wrote {out} (from mmdetection {args.source}); next: csrinfer export --model {out}")
     return 0

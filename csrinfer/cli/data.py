@@ -12,7 +12,7 @@ def add_arguments(p) -> None:
     synth = sub.add_parser("synth", help="write a synthetic COCO-format dataset of 4 shape classes (train + val)",
                            description="Write a COCO-format instance dataset of circles, rectangles, triangles "
                                        "and stars over textured backgrounds; deterministic for a seed.")
-    synth.add_argument("--out", required=True, type=output_folder, help="folder to create (must not exist or be empty)")
+    synth.add_argument("--out", required=True, metavar="DIR", type=output_folder, help="folder to create (must not exist or be empty)")
     synth.add_argument("--n", type=positive_int, default=1000, help="training images (default 1000)")
     synth.add_argument("--n-val", type=positive_int, default=None, help="validation images (default: n / 5)")
     synth.add_argument("--seed", type=non_negative_int, default=0, help="random seed (default 0)")

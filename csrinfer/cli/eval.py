@@ -4,27 +4,31 @@ from __future__ import annotations
 
 import json
 
-from csrinfer.cli.common import output_file, positive_int
+from csrinfer.cli.common import add_model_argument, output_folder, positive_int
 
 HELP = "evaluate a model: COCO mask AP table and FPS on the val split"
 
 
 def add_arguments(p) -> None:
-    p.add_argument("--ckpt", required=True, help="model file: a checkpoint .pth (final.pth or last.pth of a training run), .onnx or .plan")
+    add_model_argument(p, "--ckpt", help="model file: a checkpoint .pth (final.pth or last.pth of a training run), .onnx or .plan")
     p.add_argument("--data", required=True, help="dataset folder (annotations/instances_val.json + val/)")
     p.add_argument("--split", default="val", help="split to evaluate (default: val)")
-    p.add_argument("--out", default=None, type=output_file(".json"), help="COCO results JSON to write (default: results_<split>.json by the ckpt)")
+    p.add_argument("--out", default=None, metavar="DIR", type=output_folder,
+                   help="folder for the COCO results, results_<split>.json (default: the model file's folder)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: cuda if available)")
     p.add_argument("--max-images", type=positive_int, default=None, help="evaluate the first N images only")
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
 
 
 def run(args) -> int:
+    from pathlib import Path
+
     from csrinfer.cli.common import setup_logging
     from csrinfer.apps.evaluation import evaluate_checkpoint
 
     setup_logging()
-    report = evaluate_checkpoint(args.ckpt, args.data, args.split, out=args.out, device=args.device,
+    out = Path(args.out) / f"results_{args.split}.json" if args.out else None
+    report = evaluate_checkpoint(args.model, args.data, args.split, out=out, device=args.device,
                                  max_images=args.max_images)
     if args.json:
         print(json.dumps(report, indent=2))

@@ -7,13 +7,13 @@ Thin: parses the flags into :class:`csrinfer.export.pipeline.ExportOptions` and 
 from __future__ import annotations
 
 from csrinfer.cli.build import add_engine_arguments, engine_options
-from csrinfer.cli.common import output_folder, parse_hw, positive_int
+from csrinfer.cli.common import add_model_argument, output_folder, parse_hw, positive_int
 
 HELP = "export a checkpoint to ONNX (and a TensorRT engine where TensorRT is installed)"
 
 
 def add_arguments(p) -> None:
-    p.add_argument("--ckpt", required=True, help="checkpoint .pth to export")
+    add_model_argument(p, "--ckpt", help="checkpoint .pth to export")
     p.add_argument("--out", default=None, metavar="DIR", type=output_folder, help="output folder (default: the checkpoint's folder)")
     p.add_argument("--input-size", type=parse_hw, default=None, metavar="HxW",
                    help="input size, multiples of 32 (default: the config's export size, 800x1344 for the paper model)")
@@ -31,7 +31,7 @@ def add_arguments(p) -> None:
     add_engine_arguments(p)
     p.add_argument("--triton-repo", metavar="DIR", default=None, type=output_folder,
                    help="also write a Triton model repository for what was exported (the engine, else the ONNX, "
-                        "behind pre/post-processing in an ensemble; see README 'Serving on Triton')")
+                        "behind pre/post-processing in an ensemble; see docs/serving.md)")
 
 
 def options_from_args(args):
@@ -53,7 +53,7 @@ def options_from_args(args):
 def run(args) -> int:
     from csrinfer.export.pipeline import export_model
 
-    result = export_model(args.ckpt, options_from_args(args))
+    result = export_model(args.model, options_from_args(args))
     info = result.info
     shape = "dynamic batch and size" if info.dynamic else f"static {info.batch}x3x{info.input_size[0]}x{info.input_size[1]}"
     print(f"wrote {result.onnx} ({shape}, {len(info.class_names)} classes, "

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from csrinfer.cli.common import parse_hw
+from csrinfer.cli.common import add_model_argument, parse_hw
 
 HELP = "parameter counts per part and GFLOPs of a model config or checkpoint"
 
@@ -12,7 +12,7 @@ HELP = "parameter counts per part and GFLOPs of a model config or checkpoint"
 def add_arguments(p) -> None:
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--config", help="model config YAML (models/*.yaml)")
-    src.add_argument("--ckpt", help="checkpoint .pth")
+    add_model_argument(src, "--ckpt", required=False, help="checkpoint .pth")
     p.add_argument("--input-size", type=parse_hw, default=None, metavar="HxW",
                    help="input size for FLOPs (default: the config's export size, 800x1344)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
@@ -21,7 +21,7 @@ def add_arguments(p) -> None:
 def run(args) -> int:
     from csrinfer.model.summary import model_summary
 
-    summary = model_summary(config=args.config, ckpt=args.ckpt, input_size=args.input_size)
+    summary = model_summary(config=args.config, ckpt=args.model, input_size=args.input_size)
     if args.json:
         print(json.dumps(summary, indent=2))
         return 0

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import sys
 
-from csrinfer.cli.common import next_free_folder, output_folder, positive_int
+from csrinfer.cli.common import (add_fast_path_arguments, add_model_argument, fast_path_flags_given,
+                                 fast_path_from_args, next_free_folder, output_folder, positive_int)
 
 HELP = "run a model on images, folders, video files or a camera; write overlays and COCO results"
 
@@ -18,7 +19,7 @@ def add_arguments(p) -> None:
     p.add_argument("inputs", nargs="+", metavar="IMG_OR_DIR",
                    help="image files, folders of images, video files, or a camera index (0)")
     source = p.add_mutually_exclusive_group(required=True)
-    source.add_argument("--model", help="model file: .pth/.pt, .onnx, .plan/.engine")
+    add_model_argument(source, required=False)
     source.add_argument("--server", metavar="URL",
                         help="a Triton server running a csrinfer model instead (HOST:PORT, http:// or grpc://)")
     p.add_argument("--out", default=None, metavar="DIR", type=output_folder,
@@ -26,12 +27,10 @@ def add_arguments(p) -> None:
     p.add_argument("--score-thr", type=float, default=None, metavar="T",
                    help="keep instances scoring above T (default: all the model returns, its own thresholds applied)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: the best available)")
-    p.add_argument("--fast", action="store_true",
-                   help="GPU fast path for .pth/.pt models: FP16, channels_last, fused D2S kernel, CUDA graphs, "
-                        "GPU pre-processing (does nothing on a CPU, with a warning)")
     p.add_argument("--no-draw", action="store_true", help="write only the COCO results, no overlay images")
     p.add_argument("--max-frames", type=positive_int, default=None, metavar="N", help="stop each video or camera after N frames")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_fast_path_arguments(p)
 
 
 def run(args) -> int:
@@ -40,6 +39,9 @@ def run(args) -> int:
     from csrinfer.apps.predict import files_in_the_way, predict_sources
     from csrinfer.apps.sources import collect_sources
 
+    if args.server and (given := fast_path_flags_given(args)):
+        raise ConfigError(f"{given[0]} is for a local model (--model); a Triton server runs its own")
+    fast = fast_path_from_args(args, args.model)
     sources, problems = collect_sources(args.inputs)
     if args.out and (taken := files_in_the_way(args.out, sources, draw=not args.no_draw)):  # before the model loads
         raise ConfigError(f"--out {args.out} already holds files this run would overwrite "
@@ -50,12 +52,7 @@ def run(args) -> int:
 
         segmenter = RemoteSegmenter(args.server, score_thr=args.score_thr)
     else:
-        options = {}
-        if args.fast:
-            from csrinfer.runtime.fastpath import fast_path_kwargs
-
-            options = fast_path_kwargs(args.model)
-        segmenter = Segmenter(args.model, device=args.device, score_thr=args.score_thr, **options)
+        segmenter = Segmenter(args.model, device=args.device, score_thr=args.score_thr, fast=fast)
     out = args.out or next_free_folder("runs/predict")
     report = predict_sources(segmenter, sources, out, draw=not args.no_draw,
                              progress=not args.quiet, max_frames=args.max_frames)

@@ -14,19 +14,19 @@ import tempfile
 import time
 from pathlib import Path
 
-from csrinfer.cli.common import output_folder
+from csrinfer.cli.common import add_model_argument, output_folder
 
 HELP = "serve a model on Triton Inference Server (HTTP, gRPC and metrics on 127.0.0.1)"
 
 
 def add_arguments(p) -> None:
-    p.add_argument("--model", required=True, help="model file: .pth, .onnx or .plan (with its .json sidecar)")
+    add_model_argument(p, help="model file: .pth, .onnx or .plan (with its .json sidecar)")
     p.add_argument("--port", type=int, default=8000,
                    help="HTTP port; gRPC listens on PORT+1 and metrics on PORT+2 (0: any free ports; default 8000)")
     p.add_argument("--instances", type=int, default=1, help="model instances (parallel executions; default 1)")
     p.add_argument("--max-batch", type=int, default=8, help="largest batch the dynamic batcher forms (default 8)")
     p.add_argument("--no-dynamic-batching", action="store_true", help="run requests one at a time per instance")
-    p.add_argument("--repo", type=output_folder, help="write the model repository here and keep it (default: a temporary folder)")
+    p.add_argument("--repo", type=output_folder, metavar="DIR", help="write the model repository here and keep it (default: a temporary folder)")
     p.add_argument("--name", default="csrinfer", help="model name clients ask for (default csrinfer)")
     p.add_argument("--device", help="cpu, cuda, cuda:N (default: the best available)")
     p.add_argument("--log", help="tritonserver's log file (default: tritonserver.log beside --repo, else in the temp folder)")

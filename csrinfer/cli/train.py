@@ -13,7 +13,7 @@ def add_arguments(p) -> None:
     p.add_argument("--config", required=True, help="model config YAML (models/*.yaml)")
     p.add_argument("--data", required=True,
                    help="dataset folder: annotations/instances_{train,val}.json + train/ val/ (or COCO's *2017 names)")
-    p.add_argument("--out", default=None, type=output_folder, help="checkpoints and logs (default: runs/<config name>)")
+    p.add_argument("--out", default=None, metavar="DIR", type=output_folder, help="checkpoints and logs (default: runs/<config name>)")
     p.add_argument("--resume", nargs="?", const=True, default=False, metavar="CKPT",
                    help="continue from OUT/last.pth (or from CKPT) at the same iteration, lr and data order")
     p.add_argument("--epochs", type=positive_int, default=None, help="override train.epochs (milestones stay as configured)")

@@ -110,7 +110,7 @@ def read_sidecar(plan: str | os.PathLike) -> tuple[dict, EngineRecord]:
     path = sidecar_path(plan)
     if not path.is_file():
         raise ModelFileError(f"{plan} has no sidecar {path.name} (class names, input size, TensorRT version); "
-                             f"build the engine with `csrinfer build --onnx MODEL.onnx` or `csrinfer export`")
+                             f"build the engine with `csrinfer build --model MODEL.onnx` or `csrinfer export`")
     try:
         data = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
@@ -153,7 +153,7 @@ def check_engine(record: EngineRecord, tensorrt_version: str, gpu: Gpu, plan: st
     if problems:
         onnx = record.onnx or "MODEL.onnx"
         raise EngineMismatchError(f"{plan} does not fit this machine: {'; and '.join(problems)}; rebuild it here "
-                                  f"with `csrinfer build --onnx {onnx}`")
+                                  f"with `csrinfer build --model {onnx}`")
 
 
 def utc_now() -> str:

@@ -264,7 +264,7 @@ def _precision(proto, fp16: bool, name: str) -> str:
     if fp16 and graph != "fp16":
         raise ExportError(f"{name} is an FP32 graph, and TensorRT builds FP16 engines only from an FP16 graph "
                           f"(strongly typed networks; weak typing is deprecated since TensorRT 10.12 and gone in "
-                          f"11): export it with `csrinfer export --ckpt CKPT --fp16-onnx` and build "
+                          f"11): export it with `csrinfer export --model CKPT --fp16-onnx` and build "
                           f"model.fp16.onnx, or build with --fp32")
     return graph
 

@@ -1,7 +1,8 @@
 """The GPU fast path of the PyTorch backend (issue 5): what each switch does, and the network it runs.
 
 Five independent switches (:class:`FastPathOptions`), all off by default (plain eager FP32,
-the paper's setting), given to ``Segmenter``/``TorchBackend`` as keyword arguments:
+the paper's setting), given to ``Segmenter``/``TorchBackend`` as one value, ``fast=``:
+``fast=True`` turns the five on, ``fast=FastPathOptions(fp16=True, ...)`` picks some:
 
 - ``fp16``: the backbone's BatchNorms folded into the convolutions before them (in the
   weights' FP32; 53 normalisation kernels of ResNet-50 fewer), then half-precision weights and
@@ -26,8 +27,8 @@ A sixth, ``compile``, runs the network through ``torch.compile`` instead (any de
 together with ``cuda_graph``, which would capture the compiled code a second time).
 
 Example:
-    >>> seg = Segmenter("model.pth", device="cuda", fp16=True, channels_last=True, fused=True,
-    ...                 cuda_graph=True, gpu_preprocess=True)
+    >>> seg = Segmenter("model.pth", device="cuda", fast=True)      # the five GPU switches
+    >>> seg = Segmenter("model.pth", device="cuda", fast=FastPathOptions(fp16=True, cuda_graph=True))
 """
 
 from __future__ import annotations
@@ -64,6 +65,22 @@ class FastPathOptions:
         """The five GPU switches on (the fast path as benchmarked); ``compile`` stays off."""
         return cls(**{name: True for name in CUDA_ONLY})
 
+    @classmethod
+    def of(cls, fast) -> "FastPathOptions":
+        """What ``Segmenter(fast=...)`` takes: False or None (every switch off), True (the five GPU
+        switches, :meth:`all_on`) or a ``FastPathOptions``."""
+        if isinstance(fast, cls):
+            return fast
+        if fast is None or isinstance(fast, bool):
+            return cls.all_on() if fast else cls()
+        raise ConfigError(f"fast= takes True, False or a FastPathOptions, not {fast!r:.60}")
+
+    def __bool__(self) -> bool:  # ``if fast:``: any switch on
+        return bool(self.enabled)
+
+    def as_dict(self) -> dict[str, bool]:
+        return dataclasses.asdict(self)
+
     @property
     def enabled(self) -> list[str]:
         return [f.name for f in dataclasses.fields(self) if getattr(self, f.name)]
@@ -82,17 +99,6 @@ class FastPathOptions:
         warnings.warn(f"GPU fast-path options {', '.join(ignored)} do nothing on {device}; "
                       "running FP32 eager", stacklevel=2)
         return FastPathOptions(compile=self.compile)
-
-
-def fast_path_kwargs(model) -> dict:
-    """``Segmenter`` keyword arguments with every GPU switch on, for a PyTorch model (a
-    ``.pth``/``.pt`` path or a module); other formats have their own precision and graphs."""
-    from pathlib import Path
-
-    if isinstance(model, (str, Path)) and Path(model).suffix.lower() not in (".pth", ".pt"):
-        raise ConfigError(f"the GPU fast path is for PyTorch models (.pth/.pt); {model} is a "
-                          f"{Path(model).suffix} file (build a TensorRT engine for the fastest runs)")
-    return dataclasses.asdict(FastPathOptions.all_on())
 
 
 class FastNet(nn.Module):

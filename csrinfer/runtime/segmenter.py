@@ -41,6 +41,10 @@ class Segmenter:
         input_size: (H, W) to letterbox every image into; default: the model's static size, or
             the model's resize rule (short side 800, long side at most 1333) when it is dynamic.
         max_pixels: image files claiming more pixels than this are refused (decompression bombs).
+        fast: the PyTorch backend's speed switches in one value: ``True`` for the GPU fast path
+            (FP16, channels_last, fused D2S kernel, CUDA graphs, GPU pre-processing), or a
+            :class:`csrinfer.runtime.fastpath.FastPathOptions` naming some of them
+            (``compile=True`` among them). Other model files have their own precision and graphs.
         **backend_options: passed to the backend (``cfg=``, ``class_names=`` for a module;
             ``threads=`` for ONNX Runtime).
 
@@ -55,7 +59,10 @@ class Segmenter:
 
     def __init__(self, model, device: str | None = None, *, score_thr: float | None = None,
                  mask_thr: float | None = None, input_size: Sequence[int] | None = None,
-                 max_pixels: int = MAX_PIXELS, **backend_options):
+                 max_pixels: int = MAX_PIXELS, fast=False, **backend_options):
+        fast = _fold_old_switches(fast, backend_options)
+        if fast:
+            backend_options["fast"] = fast
         for name, value in (("score_thr", score_thr), ("mask_thr", mask_thr)):
             if value is not None and not 0 <= value <= 1:  # above 1 would silently keep nothing
                 raise ConfigError(f"{name} is a probability in [0, 1], got {value}")
@@ -155,3 +162,20 @@ def _size_pair(size) -> tuple[int, int]:
     except (TypeError, ValueError):
         pass
     raise ConfigError(f"input_size must be (height, width) in pixels, positive whole numbers, got {size!r}")
+
+
+def _fold_old_switches(fast, options: dict):
+    """``fast`` with the switches older versions took as separate keywords (``fp16=True``, ...)
+    moved out of ``options`` into it, with a DeprecationWarning."""
+    import dataclasses
+    import warnings
+
+    from csrinfer.runtime.fastpath import FastPathOptions
+
+    old = {f.name: bool(options.pop(f.name)) for f in dataclasses.fields(FastPathOptions) if f.name in options}
+    if not old:
+        return fast
+    warnings.warn(f"Segmenter({', '.join(f'{k}=' for k in old)}...) is deprecated: give "
+                  f"fast=FastPathOptions({', '.join(f'{k}={v}' for k, v in old.items())})",
+                  DeprecationWarning, stacklevel=3)
+    return dataclasses.replace(FastPathOptions.of(fast), **old)

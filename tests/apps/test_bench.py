@@ -79,7 +79,7 @@ def test_bench_returns_every_field(which, small_ckpt, small_onnx, validator):
     import torch
 
     model = {"pth": small_ckpt, "onnx": small_onnx}[which]
-    result = benchmark(model, warmup=1, iters=4, progress=False, argv=["csrinfer", "bench", "--engine", str(model)])
+    result = benchmark(model, warmup=1, iters=4, progress=False, argv=["csrinfer", "bench", "--model", str(model)])
     assert list(validator.iter_errors(result)) == []
     check_consistent(result, 1)
     assert result["backend"] == {"pth": "PyTorch", "onnx": "ONNX Runtime"}[which]
@@ -90,7 +90,7 @@ def test_bench_returns_every_field(which, small_ckpt, small_onnx, validator):
         assert result["versions"]["onnxruntime"] == onnxruntime.__version__
         assert result["input_shape"][2:] == [160, 224]  # the file's static size
     assert result["instances_per_image"] > 0  # the confident model finds instances: post-processing did work
-    assert result["command"] == f"csrinfer bench --engine {model}"
+    assert result["command"] == f"csrinfer bench --model {model}"
 
 
 def test_batch_and_input_size(small_ckpt, validator):
@@ -134,21 +134,26 @@ def test_schema_rejects_a_broken_result(small_ckpt, validator):
     assert len(list(validator.iter_errors(broken))) == 2
 
 
-def test_cli_prints_and_writes_json(small_onnx, tmp_path, capsys, validator):
-    out = tmp_path / "bench.json"
-    assert main(["bench", "--engine", str(small_onnx), "--iters", "2", "--warmup", "0", "--quiet",
-                 "--json", str(out)]) == 0
+def test_cli_prints_a_table_and_writes_json_into_the_out_folder(small_onnx, tmp_path, capsys, validator):
+    assert main(["bench", "--model", str(small_onnx), "--iters", "2", "--warmup", "0", "--quiet",
+                 "--out", str(tmp_path / "b")]) == 0
     printed = capsys.readouterr().out
     assert "throughput" in printed and "p99" in printed and "19.5 FPS" in printed
-    result = json.loads(out.read_text())
+    result = json.loads((tmp_path / "b" / "bench.json").read_text())
+    assert list(validator.iter_errors(result)) == [] and result["iters"] == 2
+
+
+def test_cli_json_prints_the_result_as_json(small_onnx, capsys, validator):
+    assert main(["bench", "--model", str(small_onnx), "--iters", "2", "--warmup", "0", "--quiet", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
     assert list(validator.iter_errors(result)) == [] and result["iters"] == 2
 
 
 @pytest.mark.parametrize("argv,message", [
-    (["--engine", "{tmp}/missing.onnx"], "does not exist"),
-    (["--engine", "{onnx}", "--fast"], "PyTorch models"),
-    (["--engine", "{onnx}", "--compile"], "not a .pth/.pt"),
-    (["--engine", "{onnx}", "--batch", "2"], "static batch of 1"),
+    (["--model", "{tmp}/missing.onnx"], "does not exist"),
+    (["--model", "{onnx}", "--fast"], "--fast is a switch of PyTorch models (.pth/.pt)"),
+    (["--model", "{onnx}", "--fp16", "--compile"], "--fp16 and --compile are switches of PyTorch models"),
+    (["--model", "{onnx}", "--batch", "2"], "static batch of 1"),
 ])
 def test_mistakes_are_one_line(argv, message, small_onnx, tmp_path, capsys):
     argv = ["bench"] + [a.format(tmp=tmp_path, onnx=small_onnx) for a in argv] + ["--quiet"]

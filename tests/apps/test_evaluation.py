@@ -127,7 +127,7 @@ def test_eval_on_a_file_of_the_wrong_structure_is_one_line_and_exit_2(tmp_path, 
     gt["annotations"][1]["segmentation"] = "abc"
     gt_file.write_text(json.dumps(gt))
     ckpt = save_checkpoint(tmp_path / "model.pth", small_model, small_cfg)
-    assert main(["eval", "--ckpt", str(ckpt), "--data", str(data), "--device", "cpu"]) == 2
+    assert main(["eval", "--model", str(ckpt), "--data", str(data), "--device", "cpu"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith(f"csrinfer eval: error: annotation file {gt_file} is not valid COCO JSON: annotation "
                           f"{gt['annotations'][1]['id']} has segmentation \"abc\"") and "\n" not in err

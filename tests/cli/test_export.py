@@ -16,7 +16,7 @@ def test_export_a_static_batch_and_run_it(tmp_path, small_ckpt, capsys):
     from csrinfer import Segmenter
     from csrinfer.apps.compare import match_instances
 
-    assert main(["export", "--ckpt", str(small_ckpt), "--out", str(tmp_path), "--input-size", "64x96",
+    assert main(["export", "--model", str(small_ckpt), "--out", str(tmp_path), "--input-size", "64x96",
                  "--batch", "2"]) == 0
     out = capsys.readouterr().out
     assert f"wrote {tmp_path / 'model.onnx'} (static 2x3x64x96" in out
@@ -35,20 +35,20 @@ def test_export_a_static_batch_and_run_it(tmp_path, small_ckpt, capsys):
 
 
 def test_bad_flags_are_one_line(tmp_path, small_ckpt, capsys):
-    assert main(["export", "--ckpt", str(small_ckpt), "--out", str(tmp_path), "--input-size", "100x224"]) == 2
+    assert main(["export", "--model", str(small_ckpt), "--out", str(tmp_path), "--input-size", "100x224"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "multiples of 32" in err
-    assert main(["export", "--ckpt", str(tmp_path / "none.pth")]) == 2
+    assert main(["export", "--model", str(tmp_path / "none.pth")]) == 2
     assert "does not exist" in capsys.readouterr().err
     assert not (tmp_path / "model.onnx").exists()
 
 
 def test_plugin_and_no_plugin_together_are_refused(capsys):
     with pytest.raises(SystemExit) as stop:
-        main(["export", "--ckpt", "m.pth", "--plugin", "--no-plugin"])
+        main(["export", "--model", "m.pth", "--plugin", "--no-plugin"])
     assert stop.value.code == 2 and "not allowed with argument" in capsys.readouterr().err
 
 
 def test_a_dynamic_graph_with_an_input_size_is_refused(capsys):
-    assert main(["export", "--ckpt", "m.pth", "--dynamic", "--input-size", "640x640"]) == 2
+    assert main(["export", "--model", "m.pth", "--dynamic", "--input-size", "640x640"]) == 2
     assert "--input-size fixes a static graph's size and a --dynamic graph takes any size" in capsys.readouterr().err

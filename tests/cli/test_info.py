@@ -34,7 +34,7 @@ def test_info_on_a_checkpoint(tmp_path, capsys, small_cfg):
     from csrinfer.model import build_model
 
     ckpt = save_checkpoint(tmp_path / "m.pth", build_model(small_cfg), small_cfg)
-    assert main(["info", "--ckpt", str(ckpt)]) == 0
+    assert main(["info", "--model", str(ckpt)]) == 0
     out = capsys.readouterr().out
     h, w = small_cfg.input.export_size
     assert "csr_d2s_r18_small" in out and "total" in out and f"GFLOPs at {h}x{w}" in out
@@ -47,7 +47,7 @@ def run_cli(*args):
 def test_user_mistakes_are_one_line_without_traceback(tmp_path):
     bad = tmp_path / "bad.pth"
     bad.write_bytes(b"junk")
-    for args in (["info", "--config", str(tmp_path / "missing.yaml")], ["info", "--ckpt", str(bad)]):
+    for args in (["info", "--config", str(tmp_path / "missing.yaml")], ["info", "--model", str(bad)]):
         r = run_cli(*args)
         assert r.returncode == 2
         assert "Traceback" not in r.stderr

@@ -21,4 +21,4 @@ def test_fast_with_an_onnx_model_is_one_line(tmp_path, capsys):
     cv2.imwrite(str(tmp_path / "a.png"), photo_like(0, 32, 32))
     assert main(["predict", str(tmp_path / "a.png"), "--model", str(tmp_path / "m.onnx"), "--fast"]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith("csrinfer predict: error: the GPU fast path is for PyTorch models (.pth/.pt)")
+    assert err.startswith("csrinfer predict: error: --fast is a switch of PyTorch models (.pth/.pt)")

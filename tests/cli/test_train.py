@@ -30,7 +30,7 @@ def test_train_then_eval(shapes, tmp_path, capsys):
     assert main(["train", "--config", str(config), "--data", str(shapes), "--out", str(out), "--max-iters", "2"]) == 0
     printed = capsys.readouterr().out
     assert f"weights: {out / 'final.pth'}" in printed and "AP50" in printed and "FPS" in printed
-    assert main(["eval", "--ckpt", str(out / "final.pth"), "--data", str(shapes), "--json"]) == 0
+    assert main(["eval", "--model", str(out / "final.pth"), "--data", str(shapes), "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["images"] == 2 and "AP75" in report and (out / "results_val.json").is_file()
 
@@ -60,7 +60,7 @@ def test_a_broken_val_file_is_refused_before_training(shapes, tmp_path, capsys):
      "is a file; give the dataset folder"),
     (["train", "--config", "{models}/csr_d2s_r50_coco.yaml", "--data", "{shapes}", "--out", "{tmp}/x"],
      "4 categories"),
-    (["eval", "--ckpt", "{tmp}/missing.pth", "--data", "{shapes}"], "does not exist"),
+    (["eval", "--model", "{tmp}/missing.pth", "--data", "{shapes}"], "does not exist"),
 ])
 def test_mistakes_are_one_line(argv, message, shapes, tmp_path, capsys):
     from tests.conftest import MODELS

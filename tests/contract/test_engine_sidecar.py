@@ -68,7 +68,7 @@ def test_another_tensorrt_version_is_named_with_both_versions():
         check_engine(record(), "10.14.1.48", A100, "model.plan")
     text = str(e.value)
     assert "built by TensorRT 10.13.0.35 but TensorRT 10.14.1.48 is installed" in text
-    assert "csrinfer build --onnx model.onnx" in text
+    assert "csrinfer build --model model.onnx" in text
 
 
 def test_version_compatible_engines_run_on_later_tensorrt_only():

@@ -100,11 +100,39 @@ def test_segmenter_on_cpu_warns_and_runs_plain_fp32(small_ckpt):
 
     image = np.random.default_rng(0).integers(0, 256, (120, 180, 3), dtype=np.uint8)
     with pytest.warns(UserWarning, match="fp16, channels_last, fused, cuda_graph, gpu_preprocess do nothing on cpu"):
-        fast = Segmenter(small_ckpt, device="cpu", **dataclasses.asdict(FastPathOptions.all_on()))
+        fast = Segmenter(small_ckpt, device="cpu", fast=True)
     assert fast.backend.options == FastPathOptions() and fast.backend.preprocess_device is None
     assert fast.info.precision == "fp32"
     want, got = Segmenter(small_ckpt, device="cpu").predict(image), fast.predict(image)
     assert len(got) == len(want) > 0 and np.array_equal(got.masks, want.masks)
+
+
+def test_fast_takes_true_false_or_options_and_nothing_else():
+    from csrinfer.errors import ConfigError
+
+    picked = FastPathOptions(fp16=True, cuda_graph=True)
+    assert FastPathOptions.of(True) == FastPathOptions.all_on() and FastPathOptions.of(picked) is picked
+    assert FastPathOptions.of(False) == FastPathOptions.of(None) == FastPathOptions()
+    assert not FastPathOptions() and picked  # truthy when a switch is on
+    with pytest.raises(ConfigError, match="fast= takes True, False or a FastPathOptions"):
+        FastPathOptions.of("fp16")
+
+
+def test_the_old_switch_keywords_still_work_with_a_deprecation_warning(small_ckpt):
+    from csrinfer import Segmenter
+
+    with pytest.warns(DeprecationWarning, match=r"give fast=FastPathOptions\(compile=True\)"):
+        old = Segmenter(small_ckpt, device="cpu", compile=True)
+    assert old.backend.options == FastPathOptions(compile=True)
+
+
+def test_fast_for_a_model_that_is_not_pytorch_is_one_sentence(small_onnx):
+    from csrinfer import Segmenter
+    from csrinfer.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="fast do not apply to ONNX Runtime models"):
+        Segmenter(small_onnx, fast=True)
+    assert Segmenter(small_onnx, fast=False).backend.name == "ONNX Runtime"
 
 
 def test_letterboxing_on_the_backend_device(small_ckpt):
@@ -147,7 +175,7 @@ def test_segmenter_fast_path_on_gpu_matches_eager(small_ckpt):
 
     image = np.random.default_rng(2).integers(0, 256, (200, 300, 3), dtype=np.uint8)
     eager = Segmenter(small_ckpt, device="cuda")
-    fast = Segmenter(small_ckpt, device="cuda", **dataclasses.asdict(FastPathOptions.all_on()))
+    fast = Segmenter(small_ckpt, device="cuda", fast=True)
     assert fast.info.precision == "fp16" and fast.backend.preprocess_device == "cuda"
     want = eager.predict(image)
     for _ in range(2):  # capture, then replay

@@ -29,7 +29,7 @@ def tiny_export(tiny_checkpoint):
     from csrinfer.cli import main
 
     out = tiny_checkpoint.parent / "export"
-    assert main(["export", "--ckpt", str(tiny_checkpoint), "--dynamic", "--onnx-only", "--out", str(out),
+    assert main(["export", "--model", str(tiny_checkpoint), "--dynamic", "--onnx-only", "--out", str(out),
                  "--triton-repo", str(out / "triton_repo")]) == 0
     return out / "model.onnx", out / "triton_repo"
 

@@ -30,20 +30,18 @@ class TorchBackend(Backend):
         device: "cpu", "cuda", "cuda:1", ... (default: CUDA when available).
         cfg: the model's :class:`csrinfer.config.Config` (in-memory model only; gives class names).
         class_names: names for an in-memory model without ``cfg`` (default "0", "1", ...).
-        fp16, channels_last, fused, cuda_graph, gpu_preprocess: the GPU fast path's switches,
-            all off by default (:class:`csrinfer.runtime.fastpath.FastPathOptions`); on a CPU
-            they are ignored with one warning. An in-memory model is copied, not converted.
-        compile: run the network through ``torch.compile`` (not with ``cuda_graph``).
+        fast: the speed switches (:class:`csrinfer.runtime.fastpath.FastPathOptions`): False
+            (default, eager FP32), True (the five GPU switches) or a ``FastPathOptions``. On a
+            CPU the GPU switches are ignored with one warning. An in-memory model is copied,
+            not converted.
     """
 
     name = "PyTorch"
 
     def __init__(self, model, device: str | None = None, cfg=None, class_names: Sequence[str] | None = None, *,
-                 fp16: bool = False, channels_last: bool = False, fused: bool = False, cuda_graph: bool = False,
-                 gpu_preprocess: bool = False, compile: bool = False):
+                 fast: bool | FastPathOptions = False):
         self.device = str(torch_device(device))
-        self.options = FastPathOptions(fp16, channels_last, fused, cuda_graph, gpu_preprocess,
-                                       compile).for_device(self.device)
+        self.options = FastPathOptions.of(fast).for_device(self.device)
         if isinstance(model, torch.nn.Module):
             self.info = _info_of_module(model, cfg, class_names)
             self.model = copy.deepcopy(model) if self.options.changes_model else model
