@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from csrinfer.cli.common import output_folder
+
 HELP = "convert a checkpoint trained elsewhere (mmdetection SOLOv2) into a csrinfer checkpoint"
 
 
@@ -11,7 +13,8 @@ def add_arguments(p) -> None:
                    help="where it was trained: mmdet (mmdetection 2.x/3.x SOLOv2, no DCN)")
     p.add_argument("--config", required=True,
                    help="csrinfer model config describing it, e.g. models/solov2_r50_fpn_coco.yaml")
-    p.add_argument("--out", required=True, help="csrinfer checkpoint to write (.pth)")
+    p.add_argument("--out", required=True, type=output_folder,
+                   help="folder to write the csrinfer checkpoint into, as OUT/model.pth")
     p.add_argument("--trust-pickle", action="store_true",
                    help="unpickle any Python object in the file (only for files from a trusted source)")
 
@@ -19,6 +22,9 @@ def add_arguments(p) -> None:
 def run(args) -> int:
     from csrinfer.convert.mmdet import convert_mmdet
 
-    out = convert_mmdet(args.source, args.config, args.out, trust=args.trust_pickle)
-    print(f"wrote {out} (from mmdetection {args.source}); next: csrinfer export --model {out}")
+    from pathlib import Path
+
+    Path(args.out).mkdir(parents=True, exist_ok=True)
+    out = convert_mmdet(args.source, args.config, Path(args.out) / "model.pth", trust=args.trust_pickle)
+    print(f"wrote {out} (from mmdetection {args.source}); next: csrinfer export --model {out} --out {args.out}")
     return 0

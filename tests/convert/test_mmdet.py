@@ -143,15 +143,15 @@ def test_unknown_and_missing_keys_are_refused_by_name():
 
 
 def test_cli_converts_and_refuses_in_one_line(tmp_path, capsys):
-    out = tmp_path / "model.pth"
+    out = tmp_path / "solov2"
     assert main(["convert", "--from", "mmdet", str(FIXTURE / "solov2_tiny.pth"), "--config", str(TINY),
                  "--out", str(out)]) == 0
-    assert load_checkpoint(out)[1].model.arch == "solov2"
-    wrong = tmp_path / "wrong.pth"
+    assert load_checkpoint(out / "model.pth")[1].model.arch == "solov2"
+    wrong = tmp_path / "wrong"
     code = main(["convert", "--from", "mmdet", str(FIXTURE / "solov2_tiny.pth"), "--config",
                  str(ROOT / "models" / "solov2_r50_fpn_coco.yaml"), "--out", str(wrong)])
     err = capsys.readouterr().err
-    assert code == 2 and not wrong.exists()
+    assert code == 2 and not (wrong / "model.pth").exists()
     assert err.count("\n") == 1 and "backbone.conv1.weight" in err and "(8, 3, 7, 7)" in err
     code = main(["convert", "--from", "mmdet", str(FIXTURE / "solov2_tiny.pth"), "--config",
                  str(ROOT / "models" / "csr_d2s_r18_small.yaml"), "--out", str(wrong)])
