@@ -1,11 +1,11 @@
 """Post-processing shared by every backend: graph outputs -> ``Instances`` at the image's size.
 
 The graph returns K fixed slots of mask probabilities at stride 8 of the padded input. Only
-the slots that pass the score threshold are upsampled (to the padded input size), cropped to
-the resized image (the padding removed), resized to the original size and thresholded, as
-mmdetection's SOLOv2 does — computed as one small matrix per axis, in bounded chunks of masks,
-so many instances on a large photo stay fast and within memory. On a GPU the masks are made
-there and leave it as bits; their boxes are found there too.
+the slots that pass the score threshold are kept, as they are, where they are
+(:class:`csrinfer.runtime.masks.LazyMasks`); their boxes are found at once. A mask is made
+full-size only when read: upsampled (to the padded input size), cropped to the resized image
+(the padding removed), resized to the original size and thresholded, as mmdetection's SOLOv2
+does — computed as one small matrix per axis (``paste_masks``).
 """
 
 from __future__ import annotations
@@ -17,13 +17,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from csrinfer.runtime.instances import Instances, boxes_from_extents
+from csrinfer.runtime.instances import Instances
+from csrinfer.runtime.masks import CHUNK_PIXELS, LazyMasks  # noqa: F401 - CHUNK_PIXELS: its old home
 from csrinfer.runtime.preprocess import Letterbox
-
-
-# Float masks at the original size are made this many pixels at a time (about 64 MB of
-# float32), so that 100 instances on a large photo never hold all their float masks at once.
-CHUNK_PIXELS = 16_000_000
 
 
 def to_instances(scores, labels, masks, box: Letterbox, class_names: Sequence[str] = (),
@@ -45,30 +41,17 @@ def to_instances(scores, labels, masks, box: Letterbox, class_names: Sequence[st
     if keep.numel() == 0:
         return Instances.empty(h, w, class_names, category_ids)
     keep = keep[torch.argsort(scores[keep], descending=True)]
-    masks, labels = torch.as_tensor(masks), torch.as_tensor(labels)
-    n = keep.numel()
-    # A GPU (any accelerator) sends its masks as bits, 8x fewer bytes to copy off (unpacked on the host in one
-    # pass), and finds which rows / columns each mask touches itself; the CPU keeps them as they are.
-    on_gpu = masks.device.type != "cpu"
-    host = np.empty((n, h, (w + 7) // 8), np.uint8) if on_gpu else np.empty((n, h, w), bool)
-    rows, cols = np.empty((n, h), bool), np.empty((n, w), bool)
-    chunk = max(1, CHUNK_PIXELS // (h * w))
-    for start in range(0, n, chunk):
-        end = min(n, start + chunk)
-        probs = masks[keep[start:end].to(masks.device)].float()  # only the kept masks move on
-        pasted = paste_masks(probs, box, mask_thr)
-        if on_gpu:
-            host[start:end] = pack_bits(pasted).cpu().numpy()
-            rows[start:end], cols[start:end] = pasted.any(2).cpu().numpy(), pasted.any(1).cpu().numpy()
-        else:  # numpy's reductions are 10x faster than torch's on the CPU
-            host[start:end] = pasted.numpy()
-            rows[start:end], cols[start:end] = host[start:end].any(2), host[start:end].any(1)
-    bool_masks = np.unpackbits(host, axis=-1, count=w).view(bool) if on_gpu else host
+    labels = torch.as_tensor(labels)
+    if not isinstance(masks, (np.ndarray, torch.Tensor)):
+        masks = np.asarray(masks, np.float32)
+    # Only the kept masks are kept, where they are (numpy stays numpy: ONNX Runtime's output).
+    probs = masks[keep.cpu().numpy()] if isinstance(masks, np.ndarray) else masks[keep.to(masks.device)]
+    lazy = LazyMasks(probs, box, mask_thr)
     return Instances(
-        masks=bool_masks,
+        masks=lazy,
         labels=labels[keep.to(labels.device)].cpu().numpy().astype(np.int64),
         scores=scores[keep].cpu().numpy().astype(np.float32),
-        boxes=boxes_from_extents(rows, cols),
+        boxes=lazy.boxes(),
         class_names=tuple(class_names),
         category_ids=category_ids,
     )
