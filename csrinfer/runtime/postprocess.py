@@ -24,7 +24,7 @@ from csrinfer.runtime.preprocess import Letterbox
 
 def to_instances(scores, labels, masks, box: Letterbox, class_names: Sequence[str] = (),
                  score_thr: float = 0.0, mask_thr: float = 0.5,
-                 category_ids: Sequence[int] | None = None) -> Instances:
+                 category_ids: Sequence[int] | None = None, agnostic_nms: bool = False) -> Instances:
     """One image's graph outputs -> Instances.
 
     Args:
@@ -34,6 +34,8 @@ def to_instances(scores, labels, masks, box: Letterbox, class_names: Sequence[st
         box: where the image sits in the padded input (``box.padded`` is the input's size).
         score_thr: instances scoring above this are kept; the default drops only the graph's
             empty slots (score 0), the graph having applied the model's thresholds.
+        agnostic_nms: also run Matrix NMS across classes on the kept instances
+            (:func:`agnostic_matrix_nms`).
     """
     scores = torch.as_tensor(scores).float()
     keep = torch.nonzero(scores > score_thr).flatten()
@@ -46,15 +48,47 @@ def to_instances(scores, labels, masks, box: Letterbox, class_names: Sequence[st
         masks = np.asarray(masks, np.float32)
     # Only the kept masks are kept, where they are (numpy stays numpy: ONNX Runtime's output).
     probs = masks[keep.cpu().numpy()] if isinstance(masks, np.ndarray) else masks[keep.to(masks.device)]
+    kept_scores = scores[keep]
+    if agnostic_nms:
+        order, kept_scores = agnostic_matrix_nms(probs, kept_scores, mask_thr)
+        probs, keep = probs[order.cpu().numpy() if isinstance(probs, np.ndarray) else order.to(probs.device)], keep[order]
     lazy = LazyMasks(probs, box, mask_thr)
     return Instances(
         masks=lazy,
         labels=labels[keep.to(labels.device)].cpu().numpy().astype(np.int64),
-        scores=scores[keep].cpu().numpy().astype(np.float32),
+        scores=kept_scores.cpu().numpy().astype(np.float32),
         boxes=lazy.boxes(),
         class_names=tuple(class_names),
         category_ids=category_ids,
     )
+
+
+# Class-agnostic Matrix NMS: SOLOv2's kernel and its score cut (the model's own defaults).
+AGNOSTIC_SIGMA = 2.0
+AGNOSTIC_MIN_SCORE = 0.05
+
+
+def agnostic_matrix_nms(probs, scores: torch.Tensor, mask_thr: float = 0.5) -> tuple[torch.Tensor, torch.Tensor]:
+    """Matrix NMS across classes on instances already kept (sorted by score, descending).
+
+    SOLOv2 decays a mask only by masks of its own class, so one object can be kept once per
+    class it scores. This decays every mask by every higher-scored one (gaussian, sigma 2, on
+    the masks binarised at the feature stride, as the graph's own Matrix NMS), drops those
+    below 0.05 and sorts again. Runs where the masks are.
+
+    Returns:
+        (indices into the instances to keep, in score order; their decayed scores).
+    """
+    from csrinfer.model.postprocess import matrix_nms
+
+    probs = torch.as_tensor(probs)
+    binary = (probs.float() > mask_thr).flatten(1).float()[None]
+    scores = scores.to(probs.device)
+    decayed = matrix_nms(binary, torch.zeros_like(scores, dtype=torch.int64)[None], scores[None],
+                         binary.sum(-1), "gaussian", AGNOSTIC_SIGMA)[0]
+    keep = torch.nonzero(decayed >= AGNOSTIC_MIN_SCORE).flatten()
+    keep = keep[torch.argsort(decayed[keep], descending=True, stable=True)]
+    return keep.cpu(), decayed[keep].cpu()
 
 
 def pack_bits(masks: torch.Tensor) -> torch.Tensor:
