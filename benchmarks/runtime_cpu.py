@@ -8,7 +8,8 @@ hits both alike; medians and their ratio are reported, with the load average bef
 
 Each prediction is timed in three parts: pre-processing (letterbox + pad of a decoded BGR
 image), the backend (network + in-graph post-processing), and post-processing (upsample the
-kept masks, crop, resize, threshold). Writes ``benchmarks/results/runtime_cpu.json``.
+kept masks, crop, resize, threshold). Post-processing leaves the masks unread (labels, scores,
+boxes); reading them as RLE and as full-size masks is timed after it, apart. Writes ``benchmarks/results/runtime_cpu.json``.
 
     PYTHONPATH=$PWD python benchmarks/runtime_cpu.py [--repeats 10] [--threads 2] [--size 640]
 """
@@ -48,16 +49,24 @@ def time_once(segmenter, image) -> dict[str, float]:
     t1 = time.perf_counter()
     outputs = segmenter.backend.infer({"images": batch})
     t2 = time.perf_counter()
-    instances = segmenter.postprocess(outputs, boxes)[0]
+    instances = segmenter.postprocess(outputs, boxes)[0]  # masks unread: labels, scores, boxes
     t3 = time.perf_counter()
-    return {"pre": t1 - t0, "backend": t2 - t1, "post": t3 - t2, "total": t3 - t0, "instances": len(instances)}
+    instances.rle()  # what to_coco / eval / Triton read
+    t4 = time.perf_counter()
+    instances.masks  # every full-size mask
+    t5 = time.perf_counter()
+    return {"pre": t1 - t0, "backend": t2 - t1, "post": t3 - t2, "total": t3 - t0, "rle": t4 - t3,
+            "masks_read": t5 - t4, "instances": len(instances)}
 
 
 def summarize(runs: list[dict]) -> dict:
-    med = {k: statistics.median(r[k] for r in runs) for k in ("pre", "backend", "post", "total")}
+    med = {k: statistics.median(r[k] for r in runs) for k in ("pre", "backend", "post", "total", "rle", "masks_read")}
     shares = [(r["pre"] + r["post"]) / r["total"] for r in runs]
     return {
         "median_s": med,
+        "post_share_masks_unread_median": statistics.median(r["post"] / r["total"] for r in runs),
+        "post_share_masks_read_median": statistics.median((r["post"] + r["masks_read"]) / (r["total"] + r["masks_read"])
+                                                          for r in runs),
         "min_total_s": min(r["total"] for r in runs),
         "max_total_s": max(r["total"] for r in runs),
         "pre_post_share_median": statistics.median(shares),

@@ -32,11 +32,11 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".g
 
 
 def load_image(source, max_pixels: int = MAX_PIXELS, name: str | None = None) -> np.ndarray:
-    """A path or an array -> uint8 BGR [H, W, 3] (C-contiguous).
+    """A path, an array or a PIL image -> uint8 BGR [H, W, 3] (C-contiguous).
 
     Args:
-        source: a file path, or an array [H, W], [H, W, 1|3|4] in BGR(A) order, uint8, uint16
-            or float holding 0-255 values.
+        source: a file path, an array [H, W], [H, W, 1|3|4] in BGR(A) order, uint8, uint16
+            or float holding 0-255 values, or a PIL image (any mode; its colours as PIL holds them).
         max_pixels: files whose header claims more pixels than this are refused undecoded.
         name: how an array is called in error messages (default "image array").
 
@@ -47,8 +47,10 @@ def load_image(source, max_pixels: int = MAX_PIXELS, name: str | None = None) ->
         return as_bgr_uint8(source, name or "image array")
     if isinstance(source, (str, os.PathLike)):
         return read_image(source, max_pixels)
-    raise ImageError(f"{name or 'image'} is a {type(source).__name__}; pass a file path or an "
-                     f"H x W x 3 uint8 BGR numpy array")
+    if type(source).__module__.startswith("PIL."):  # checked by name: Pillow is imported only when used
+        return _pil_to_bgr(source)
+    raise ImageError(f"{name or 'image'} is a {type(source).__name__}; pass a file path, an "
+                     f"H x W x 3 uint8 BGR numpy array or a PIL image")
 
 
 def read_image(path: str | os.PathLike, max_pixels: int = MAX_PIXELS) -> np.ndarray:

@@ -31,6 +31,7 @@ def add_arguments(p) -> None:
     p.add_argument("--max-frames", type=positive_int, default=None, metavar="N", help="stop each video or camera after N frames")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     add_fast_path_arguments(p)
+    p.add_argument("--max-pixels", type=positive_int, default=None, metavar="N", help="read images of up to N pixels (default 100000000)")
 
 
 def run(args) -> int:
@@ -52,7 +53,8 @@ def run(args) -> int:
 
         segmenter = RemoteSegmenter(args.server, score_thr=args.score_thr)
     else:
-        segmenter = Segmenter(args.model, device=args.device, score_thr=args.score_thr, fast=fast)
+        segmenter = Segmenter(args.model, device=args.device, score_thr=args.score_thr, fast=fast,
+                              **({"max_pixels": args.max_pixels} if args.max_pixels else {}))
     out = args.out or next_free_folder("runs/predict")
     report = predict_sources(segmenter, sources, out, draw=not args.no_draw,
                              progress=not args.quiet, max_frames=args.max_frames)

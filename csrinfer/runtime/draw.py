@@ -26,17 +26,25 @@ def class_color(label: int) -> tuple[int, int, int]:
     return tuple(int(c) for c in PALETTE[int(label) % len(PALETTE)])
 
 
+# Instances scoring below this are not drawn (the model keeps many low-scored instances, as
+# SOLOv2 does for evaluation; drawn, they bury the picture under stacked labels).
+DRAW_SCORE_THR = 0.3
+
+
 def draw_instances(image, instances: Instances, alpha: float = 0.45, show_boxes: bool = True,
-                   show_labels: bool = True) -> np.ndarray:
+                   show_labels: bool = True, score_thr: float = DRAW_SCORE_THR) -> np.ndarray:
     """A copy of ``image`` (path or uint8 BGR [H, W, 3]) with ``instances`` drawn on it.
 
-    Returns uint8 BGR [H, W, 3]. Lower-scored instances are drawn first, so the best ones stay
-    on top.
+    Only instances scoring at least ``score_thr`` (default 0.3; 0 draws all) are drawn, and
+    only their masks are made, each inside its box. Returns uint8 BGR [H, W, 3].
+    Lower-scored instances are drawn first, so the best ones stay on top.
     """
     from csrinfer.errors import ConfigError, ImageError
 
     if not 0 <= alpha <= 1:
         raise ConfigError(f"alpha is the masks' opacity in [0, 1], got {alpha}")
+    if not 0 <= score_thr <= 1:
+        raise ConfigError(f"score_thr is a score in [0, 1], got {score_thr}")
     out = load_image(image).copy()
     if len(instances) and out.shape[:2] != instances.image_size:
         raise ImageError(f"image is {out.shape[0]}x{out.shape[1]} but the instances belong to a "
@@ -44,10 +52,13 @@ def draw_instances(image, instances: Instances, alpha: float = 0.45, show_boxes:
     h, w = out.shape[:2]
     line = max(1, round((h + w) / 2 * 0.003))
     font_scale = max(0.35, line / 3)
+    instances = instances[np.flatnonzero(instances.scores >= score_thr)]
     order = np.argsort(instances.scores, kind="stable")  # ascending: best drawn last
+    crops = instances.crops()
     for i in order:
         color = class_color(instances.labels[i])
-        _blend_mask(out, instances.masks[i], color, alpha, line)
+        x1, y1 = (int(round(v)) for v in instances.boxes[i][:2])
+        _blend_mask(out, crops[i], (x1, y1), color, alpha, line)
     names, taken = instances.names, []
     for i in order[::-1]:  # best first, so they get the tag spots closest to their boxes
         color = class_color(instances.labels[i])
@@ -59,15 +70,15 @@ def draw_instances(image, instances: Instances, alpha: float = 0.45, show_boxes:
     return out
 
 
-def _blend_mask(out: np.ndarray, mask: np.ndarray, color, alpha: float, line: int) -> None:
-    """Blend ``color`` into ``out`` where ``mask`` is set and outline it; works on the mask's box only."""
-    rows, cols = np.nonzero(mask.any(axis=1))[0], np.nonzero(mask.any(axis=0))[0]
-    if rows.size == 0:
+def _blend_mask(out: np.ndarray, crop: np.ndarray, corner: tuple[int, int], color, alpha: float,
+                line: int) -> None:
+    """Blend ``color`` into ``out`` where the mask (``crop``, its box from ``corner``) is set and outline it."""
+    if crop.size == 0 or not crop.any():
         return
-    y1, y2, x1, x2 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
-    region, m = out[y1:y2, x1:x2], mask[y1:y2, x1:x2]
-    region[m] = (region[m] * (1 - alpha) + np.asarray(color, np.float32) * alpha).astype(np.uint8)
-    contours, _ = cv2.findContours(m.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    x1, y1 = corner
+    region = out[y1:y1 + crop.shape[0], x1:x1 + crop.shape[1]]
+    region[crop] = (region[crop] * (1 - alpha) + np.asarray(color, np.float32) * alpha).astype(np.uint8)
+    contours, _ = cv2.findContours(crop.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
     cv2.drawContours(region, contours, -1, color, max(1, line // 2), cv2.LINE_AA)
 
 

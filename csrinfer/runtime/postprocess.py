@@ -1,34 +1,29 @@
 """Post-processing shared by every backend: graph outputs -> ``Instances`` at the image's size.
 
 The graph returns K fixed slots of mask probabilities at stride 8 of the padded input. Only
-the slots that pass the score threshold are upsampled (to the padded input size), cropped to
-the resized image (the padding removed), resized to the original size and thresholded, as
-mmdetection's SOLOv2 does — computed as one small matrix per axis, in bounded chunks of masks,
-so many instances on a large photo stay fast and within memory. On a GPU the masks are made
-there and leave it as bits; their boxes are found there too.
+the slots that pass the score threshold are kept, as they are, where they are
+(:class:`csrinfer.runtime.masks.LazyMasks`); their boxes are found at once. A mask is made
+full-size only when read: upsampled (to the padded input size), cropped to the resized image
+(the padding removed), resized to the original size and thresholded, as mmdetection's SOLOv2
+does — computed as one small matrix per axis (``paste_masks``).
 """
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from csrinfer.runtime.instances import Instances, boxes_from_extents
 from csrinfer.letterbox import Letterbox
-
-
-# Float masks at the original size are made this many pixels at a time (about 64 MB of
-# float32), so that 100 instances on a large photo never hold all their float masks at once.
-CHUNK_PIXELS = 16_000_000
+from csrinfer.runtime.instances import Instances
+from csrinfer.runtime.masks import CHUNK_PIXELS, LazyMasks  # noqa: F401 - CHUNK_PIXELS: its old home
+from csrinfer.runtime.paste import pack_bits, paste_masks, resize_matrix  # noqa: F401 - their old home
 
 
 def to_instances(scores, labels, masks, box: Letterbox, class_names: Sequence[str] = (),
                  score_thr: float = 0.0, mask_thr: float = 0.5,
-                 category_ids: Sequence[int] | None = None) -> Instances:
+                 category_ids: Sequence[int] | None = None, agnostic_nms: bool = False) -> Instances:
     """One image's graph outputs -> Instances.
 
     Args:
@@ -38,6 +33,8 @@ def to_instances(scores, labels, masks, box: Letterbox, class_names: Sequence[st
         box: where the image sits in the padded input (``box.padded`` is the input's size).
         score_thr: instances scoring above this are kept; the default drops only the graph's
             empty slots (score 0), the graph having applied the model's thresholds.
+        agnostic_nms: also run Matrix NMS across classes on the kept instances
+            (:func:`agnostic_matrix_nms`).
     """
     scores = torch.as_tensor(scores).float()
     keep = torch.nonzero(scores > score_thr).flatten()
@@ -45,66 +42,49 @@ def to_instances(scores, labels, masks, box: Letterbox, class_names: Sequence[st
     if keep.numel() == 0:
         return Instances.empty(h, w, class_names, category_ids)
     keep = keep[torch.argsort(scores[keep], descending=True)]
-    masks, labels = torch.as_tensor(masks), torch.as_tensor(labels)
-    n = keep.numel()
-    # A GPU (any accelerator) sends its masks as bits, 8x fewer bytes to copy off (unpacked on the host in one
-    # pass), and finds which rows / columns each mask touches itself; the CPU keeps them as they are.
-    on_gpu = masks.device.type != "cpu"
-    host = np.empty((n, h, (w + 7) // 8), np.uint8) if on_gpu else np.empty((n, h, w), bool)
-    rows, cols = np.empty((n, h), bool), np.empty((n, w), bool)
-    chunk = max(1, CHUNK_PIXELS // (h * w))
-    for start in range(0, n, chunk):
-        end = min(n, start + chunk)
-        probs = masks[keep[start:end].to(masks.device)].float()  # only the kept masks move on
-        pasted = paste_masks(probs, box, mask_thr)
-        if on_gpu:
-            host[start:end] = pack_bits(pasted).cpu().numpy()
-            rows[start:end], cols[start:end] = pasted.any(2).cpu().numpy(), pasted.any(1).cpu().numpy()
-        else:  # numpy's reductions are 10x faster than torch's on the CPU
-            host[start:end] = pasted.numpy()
-            rows[start:end], cols[start:end] = host[start:end].any(2), host[start:end].any(1)
-    bool_masks = np.unpackbits(host, axis=-1, count=w).view(bool) if on_gpu else host
+    labels = torch.as_tensor(labels)
+    if not isinstance(masks, (np.ndarray, torch.Tensor)):
+        masks = np.asarray(masks, np.float32)
+    # Only the kept masks are kept, where they are (numpy stays numpy: ONNX Runtime's output).
+    probs = masks[keep.cpu().numpy()] if isinstance(masks, np.ndarray) else masks[keep.to(masks.device)]
+    kept_scores = scores[keep]
+    if agnostic_nms:
+        order, kept_scores = agnostic_matrix_nms(probs, kept_scores, mask_thr)
+        probs, keep = probs[order.cpu().numpy() if isinstance(probs, np.ndarray) else order.to(probs.device)], keep[order]
+    lazy = LazyMasks(probs, box, mask_thr)
     return Instances(
-        masks=bool_masks,
+        masks=lazy,
         labels=labels[keep.to(labels.device)].cpu().numpy().astype(np.int64),
-        scores=scores[keep].cpu().numpy().astype(np.float32),
-        boxes=boxes_from_extents(rows, cols),
+        scores=kept_scores.cpu().numpy().astype(np.float32),
+        boxes=lazy.boxes(),
         class_names=tuple(class_names),
         category_ids=category_ids,
     )
 
 
-def pack_bits(masks: torch.Tensor) -> torch.Tensor:
-    """bool [..., W] -> uint8 [..., ceil(W/8)], the first pixel in the highest bit (numpy's
-    ``packbits`` order, so ``np.unpackbits(..., count=W)`` undoes it)."""
-    w = masks.shape[-1]
-    padded = F.pad(masks.to(torch.uint8), (0, -w % 8)).unflatten(-1, (-1, 8))
-    shifts = torch.arange(7, -1, -1, dtype=torch.uint8, device=masks.device)
-    return (padded << shifts).sum(-1, dtype=torch.uint8)
+# Class-agnostic Matrix NMS: SOLOv2's kernel and its score cut (the model's own defaults).
+AGNOSTIC_SIGMA = 2.0
+AGNOSTIC_MIN_SCORE = 0.05
 
 
-def paste_masks(probs: torch.Tensor, box: Letterbox, mask_thr: float = 0.5) -> torch.Tensor:
-    """float [N, Hp/8, Wp/8] probabilities -> bool [N, H, W] at the original image size, on
-    the probabilities' device.
+def agnostic_matrix_nms(probs, scores: torch.Tensor, mask_thr: float = 0.5) -> tuple[torch.Tensor, torch.Tensor]:
+    """Matrix NMS across classes on instances already kept (sorted by score, descending).
 
-    As mmdetection's SOLOv2: upsample to the padded input (bilinear), crop the padding, resize
-    to the original size (bilinear), threshold. Both resizes and the crop are linear maps along
-    rows and columns separately, so they are applied as one matrix per axis
-    (``rows @ probs @ cols.T``): two batched matrix products instead of two interpolations
-    and the padded-size intermediate (2.5-3x faster for 100 masks on the 2-core CPU machine).
+    SOLOv2 decays a mask only by masks of its own class, so one object can be kept once per
+    class it scores. This decays every mask by every higher-scored one (gaussian, sigma 2, on
+    the masks binarised at the feature stride, as the graph's own Matrix NMS), drops those
+    below 0.05 and sorts again. Runs where the masks are.
+
+    Returns:
+        (indices into the instances to keep, in score order; their decayed scores).
     """
-    rows = resize_matrix(probs.shape[1], box.padded[0], box.resized[0], box.original[0], str(probs.device))
-    cols = resize_matrix(probs.shape[2], box.padded[1], box.resized[1], box.original[1], str(probs.device))
-    return torch.matmul(rows, torch.matmul(probs, cols.T)) > mask_thr
+    from csrinfer.model.postprocess import matrix_nms
 
-
-@functools.lru_cache(maxsize=64)
-def resize_matrix(size: int, padded: int, kept: int, out: int, device: str = "cpu") -> torch.Tensor:
-    """float [out, size]: along one axis, upsample ``size`` -> ``padded`` (bilinear, half-pixel
-    centres), keep the first ``kept``, resize to ``out``.
-
-    Built by running those very interpolations on the identity, so it is them, exactly.
-    """
-    eye = torch.eye(size, device=device)[None]  # [1, size (as channels), size (as length)]
-    up = F.interpolate(eye, size=padded, mode="linear", align_corners=False)[..., :kept]
-    return F.interpolate(up, size=out, mode="linear", align_corners=False)[0].T.contiguous()
+    probs = torch.as_tensor(probs)
+    binary = (probs.float() > mask_thr).flatten(1).float()[None]
+    scores = scores.to(probs.device)
+    decayed = matrix_nms(binary, torch.zeros_like(scores, dtype=torch.int64)[None], scores[None],
+                         binary.sum(-1), "gaussian", AGNOSTIC_SIGMA)[0]
+    keep = torch.nonzero(decayed >= AGNOSTIC_MIN_SCORE).flatten()
+    keep = keep[torch.argsort(decayed[keep], descending=True, stable=True)]
+    return keep.cpu(), decayed[keep].cpu()

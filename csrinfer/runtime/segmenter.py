@@ -45,6 +45,9 @@ class Segmenter:
             (FP16, channels_last, fused D2S kernel, CUDA graphs, GPU pre-processing), or a
             :class:`csrinfer.runtime.fastpath.FastPathOptions` naming some of them
             (``compile=True`` among them). Other model files have their own precision and graphs.
+        agnostic_nms: also suppress overlapping masks of different classes (a class-agnostic
+            Matrix NMS on the kept instances, on the backend's device). Off by default, as the
+            paper's SOLOv2 setting, which keeps an object once per class it scores.
         **backend_options: passed to the backend (``cfg=``, ``class_names=`` for a module;
             ``threads=`` for ONNX Runtime).
 
@@ -59,7 +62,7 @@ class Segmenter:
 
     def __init__(self, model, device: str | None = None, *, score_thr: float | None = None,
                  mask_thr: float | None = None, input_size: Sequence[int] | None = None,
-                 max_pixels: int = MAX_PIXELS, fast=False, **backend_options):
+                 max_pixels: int = MAX_PIXELS, agnostic_nms: bool = False, fast=False, **backend_options):
         fast = _fold_old_switches(fast, backend_options)
         if fast:
             backend_options["fast"] = fast
@@ -79,6 +82,7 @@ class Segmenter:
                 raise ConfigError(f"input_size {input_size[0]}x{input_size[1]} must be multiples of {info.size_divisor}")
         self.input_size = input_size or info.input_size
         self.max_pixels = max_pixels
+        self.agnostic_nms = bool(agnostic_nms)
 
     @property
     def info(self) -> ModelInfo:
@@ -93,32 +97,46 @@ class Segmenter:
         return self.backend.device
 
     def predict(self, image) -> Instances:
-        """One image (a path, or an H x W x 3 uint8 BGR array) -> Instances at its size."""
+        """One image (a path, an H x W x 3 uint8 BGR array or a PIL image) -> Instances at its size."""
         return self.predict_batch([image])[0]
 
     __call__ = predict
 
-    def predict_batch(self, images: Sequence, batch_size: int | None = None) -> list[Instances]:
+    def predict_batch(self, images: Sequence, batch_size: int | None = None,
+                      errors: str = "raise") -> list[Instances]:
         """Several images -> one Instances each, in order.
 
         Only images that letterbox to the same input size share a forward pass, so a result
         never depends on which other images were in the batch (padding to a larger image would
         change what the network sees). ``batch_size``: images per forward pass (a static-batch
-        model always uses its own). Raises :class:`csrinfer.errors.ImageError` for the first
-        unusable image.
+        model always uses its own).
+
+        ``errors``: what an unusable image (unreadable, corrupt, too large) does. "raise" (the
+        default, as mmdetection's ``inference_detector`` and Ultralytics do): raise
+        :class:`csrinfer.errors.ImageError` for the first one, before any forward pass.
+        "return": the good images are still segmented, and that image's place in the list
+        holds its ``ImageError`` instead of an ``Instances`` (test with ``isinstance``).
         """
         if isinstance(images, (str, os.PathLike)):
             raise ImageError(f"predict_batch takes a list of images, got the path {images}; use predict for one")
         if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
             raise ConfigError(f"batch_size must be a whole number of at least 1, got {batch_size!r}")
+        if errors not in ("raise", "return"):
+            raise ConfigError(f"errors must be 'raise' or 'return', got {errors!r}")
         images = list(images)  # any iterable, a generator included
-        loaded = [load_image(im, self.max_pixels, name=f"image array {i}" if len(images) > 1 else None)
-                  for i, im in enumerate(images)]
+        results: list[Instances | ImageError | None] = [None] * len(images)
+        loaded = {}
+        for i, im in enumerate(images):
+            try:
+                loaded[i] = load_image(im, self.max_pixels, name=f"image array {i}" if len(images) > 1 else None)
+            except ImageError as e:
+                if errors == "raise":
+                    raise
+                results[i] = e
         step = self.info.batch or batch_size or DYNAMIC_BATCH
         groups = defaultdict(list)  # network input size -> indices of the images that get it
-        for i, image in enumerate(loaded):
+        for i, image in loaded.items():
             groups[self.input_shape(*image.shape[:2])].append(i)
-        results: list[Instances | None] = [None] * len(loaded)
         for indices in groups.values():
             for start in range(0, len(indices), step):
                 chunk = indices[start:start + step]
@@ -146,7 +164,8 @@ class Segmenter:
     def postprocess(self, outputs: dict, boxes: Sequence[Letterbox]) -> list[Instances]:
         """Graph outputs for a batch -> one Instances per box (extra batch entries ignored)."""
         return [to_instances(outputs["scores"][i], outputs["labels"][i], outputs["masks"][i], box,
-                             self.class_names, self.score_thr, self.mask_thr, self.info.category_ids)
+                             self.class_names, self.score_thr, self.mask_thr, self.info.category_ids,
+                             self.agnostic_nms)
                 for i, box in enumerate(boxes)]
 
     def __repr__(self) -> str:

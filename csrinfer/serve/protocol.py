@@ -18,7 +18,9 @@ are padding):
     ``num_instances`` INT32 [b, 1]
     ``image_size``    INT32 [b, 2]      H, W of the image the masks cover
 
-Masks never travel dense: a COCO RLE of a full-size mask is a few hundred bytes.
+Masks never travel dense: a COCO RLE of a full-size mask is a few hundred bytes. The server
+computes it from the masks where they are (no full-size mask is made on the way); the client
+decodes a mask only when it is read (``Instances.masks``; ``rle()`` gives the strings back).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import numpy as np
 
 from csrinfer.errors import ImageError
 from csrinfer.runtime.instances import Instances
+from csrinfer.runtime.masks import RLEMasks
 
 IMAGE = "image"
 IMAGE_RAW = "image_raw"
@@ -73,9 +76,7 @@ def encode_instances(batch: Sequence[Instances]) -> dict[str, np.ndarray]:
 
 def decode_instances(outputs: dict[str, np.ndarray], class_names: Sequence[str] = (),
                      category_ids: Sequence[int] | None = None) -> list[Instances]:
-    """The output arrays of one response -> one Instances per image."""
-    from pycocotools import mask as mask_utils
-
+    """The output arrays of one response -> one Instances per image (masks decoded when read)."""
     results = []
     for i in range(outputs["num_instances"].shape[0]):
         k = int(outputs["num_instances"][i, 0])
@@ -83,8 +84,7 @@ def decode_instances(outputs: dict[str, np.ndarray], class_names: Sequence[str] 
         if k == 0:
             results.append(Instances.empty(h, w, class_names, category_ids))
             continue
-        rles = [{"size": [h, w], "counts": _as_bytes(c)} for c in outputs["masks_rle"][i, :k]]
-        masks = mask_utils.decode(rles).transpose(2, 0, 1).astype(bool)
+        masks = RLEMasks([_as_bytes(c) for c in outputs["masks_rle"][i, :k]], (h, w))
         results.append(Instances(masks=masks,
                                  labels=outputs["labels"][i, :k].astype(np.int64),
                                  scores=outputs["scores"][i, :k].astype(np.float32),

@@ -52,3 +52,12 @@ def test_an_opacity_outside_0_1_is_refused(alpha):
 
 def test_classes_get_distinct_colours():
     assert len({class_color(i) for i in range(20)}) == 20 and class_color(3) == class_color(23)
+
+
+def test_instances_below_the_display_threshold_are_not_drawn():
+    masks = np.zeros((1, 40, 60), bool)
+    masks[0, 10:30, 20:50] = True
+    image = np.full((40, 60, 3), 128, np.uint8)
+    faint = Instances(masks, np.array([0]), np.array([0.2], np.float32), masks_to_boxes(masks), ("cat",))
+    np.testing.assert_array_equal(draw_instances(image, faint), image)  # 0.2 < the default 0.3
+    assert (draw_instances(image, faint, score_thr=0.1)[15, 30] != 128).any()

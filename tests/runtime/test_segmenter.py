@@ -235,3 +235,25 @@ def test_the_tensorrt_plugin_graph_runs_in_onnx_runtime_like_the_standard_one(tm
     assert len(want) > 0 and len(got) == len(want)
     np.testing.assert_allclose(got.scores, want.scores, atol=1e-4)
     np.testing.assert_array_equal(got.labels, want.labels)
+
+
+def test_predict_batch_can_return_the_good_results_beside_an_unreadable_image(small_onnx, tmp_path):
+    from PIL import Image
+
+    from csrinfer.errors import ImageError
+
+    seg = Segmenter(small_onnx)
+    rng = np.random.default_rng(0)
+    good = rng.integers(0, 255, (60, 80, 3), dtype=np.uint8)
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"not a jpeg")
+    with pytest.raises(ImageError, match="broken.jpg"):
+        seg.predict_batch([good, broken])
+    results = seg.predict_batch([good, broken, good], errors="return")
+    assert isinstance(results[1], ImageError) and "broken.jpg" in str(results[1])
+    want = seg.predict(good)
+    for got in (results[0], results[2]):
+        np.testing.assert_array_equal(got.scores, want.scores)
+        np.testing.assert_array_equal(got.boxes, want.boxes)
+    from_pil = seg.predict(Image.fromarray(good[:, :, ::-1]))  # PIL holds RGB
+    np.testing.assert_array_equal(from_pil.boxes, want.boxes)
