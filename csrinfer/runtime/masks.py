@@ -317,16 +317,25 @@ class LazyMasks(Masks):
         Only the cells that weigh into the region take part (the others' weights are zero), so
         the product costs the region's size, not the image's.
         """
-        import torch
-
-        rows, cols = self._matrices()
+        rows, cols = self._numpy_matrices
         row_lo, row_hi, col_lo, col_hi = self._supports()
         a0, a1 = _span((row_lo < y1) & (row_hi > y0))  # the cells weighing into these rows
         b0, b1 = _span((col_lo < x1) & (col_hi > x0))
-        probs = self._probs(i, i + 1)[0, a0:a1, b0:b1]
-        values = torch.matmul(rows[y0:y1, a0:a1].contiguous(),
-                              torch.matmul(probs, cols[x0:x1, b0:b1].T.contiguous())).numpy()
+        probs = self._numpy_probs[i, a0:a1, b0:b1]
+        # numpy, not torch: torch.matmul of these small sliced shapes ran ~15x slower on the 2-core
+        # CPU (100 regions: 2.4 s against 0.15 s); the values differ from the full-size product
+        # by less than UNSURE either way.
+        values = rows[y0:y1, a0:a1] @ (probs @ cols[x0:x1, b0:b1].T)
         return values > self.mask_thr, np.abs(values - self.mask_thr) <= UNSURE
+
+    @functools.cached_property
+    def _numpy_matrices(self):
+        return tuple(m.numpy() for m in self._matrices())
+
+    @functools.cached_property
+    def _numpy_probs(self) -> np.ndarray:
+        p = self.probs.float().cpu().numpy() if _is_torch(self.probs) else self.probs
+        return np.asarray(p, np.float32)
 
     @functools.cached_property
     def _support_cache(self):
@@ -340,8 +349,7 @@ class LazyMasks(Masks):
     def _candidate_regions(self):
         """Per mask, (y0, y1, x0, x1) outside which no pixel can pass the threshold, or None."""
         row_lo, row_hi, col_lo, col_hi = self._supports()
-        probs = self.probs.float().cpu().numpy() if _is_torch(self.probs) else np.asarray(self.probs, np.float32)
-        candidates = probs > self.mask_thr - MARGIN
+        candidates = self._numpy_probs > self.mask_thr - MARGIN
         any_row, any_col = candidates.any(2), candidates.any(1)
         for i in range(len(self)):
             r, c = np.flatnonzero(any_row[i]), np.flatnonzero(any_col[i])
