@@ -35,7 +35,7 @@ from csrinfer.errors import ConfigError
 
 MARKER = ".csrinfer-demo"  # written in ``out`` so that a rerun may clear it, and nothing else
 PARTS = ("shapes", "train", "export", "overlays", "report.md", "report.json")
-SMALL_CONFIG = Path(__file__).resolve().parents[1] / "models" / "csr_d2s_r18_small.yaml"
+SMALL_CONFIG = Path(__file__).resolve().parents[2] / "models" / "csr_d2s_r18_small.yaml"
 QUICK = dict(n_train=12, n_val=4, bench_iters=2)  # with 3 iterations at 128-160 px: seconds
 QUICK_ITERS = 3
 

@@ -33,7 +33,8 @@ def load(name: str):
 @pytest.fixture(scope="module")
 def dry_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("run_all")
-    rc = load("run_all").main(["--dry-run", "--out", str(out), "--machine", "dry"])
+    # a budget no loaded machine exhausts: the budget's own behaviour is test_budget_skips_and_says_so
+    rc = load("run_all").main(["--dry-run", "--out", str(out), "--machine", "dry", "--budget-s", "3600"])
     return rc, json.loads((out / "dry.json").read_text()), out
 
 
