@@ -60,17 +60,12 @@ class ResNetBackbone(nn.Module):
         return [f["num_chs"] for f in self.feature_info]
 
     def _freeze(self) -> None:
-        stages = [self.stem, self.layer1, self.layer2, self.layer3, self.layer4]
-        for stage in stages[: self.frozen_stages + 1 if self.frozen_stages > 0 else 0]:
-            for p in stage.parameters():
-                p.requires_grad_(False)
+        freeze_stages([self.stem, self.layer1, self.layer2, self.layer3, self.layer4], self.frozen_stages)
 
     def train(self, mode: bool = True):
         super().train(mode)
         if mode and self.norm_eval:
-            for m in self.modules():
-                if isinstance(m, nn.BatchNorm2d):
-                    m.eval()
+            batch_norms_to_eval(self)
         return self
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -86,3 +81,18 @@ def _stage_width(stage: nn.Sequential) -> int:
     last = stage[-1]
     conv = getattr(last, "conv3", None) or last.conv2
     return conv.out_channels
+
+
+def freeze_stages(stages, frozen_stages: int) -> None:
+    """No gradient for the stem and the first ``frozen_stages`` stages (mmdetection's
+    ``frozen_stages``: 1 freezes the stem and layer1, 0 nothing; -1 nothing either)."""
+    for stage in stages[: frozen_stages + 1 if frozen_stages > 0 else 0]:
+        for p in stage.parameters():
+            p.requires_grad_(False)
+
+
+def batch_norms_to_eval(module: nn.Module) -> None:
+    """BatchNorm layers keep their ImageNet statistics while the rest trains (``norm_eval``)."""
+    for m in module.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.eval()

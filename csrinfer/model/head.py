@@ -39,6 +39,16 @@ def conv_gn_relu(in_channels: int, out_channels: int, groups: int, kernel_size: 
     )
 
 
+def grid_branches(in_channels: int, channels: int, num_convs: int, norm_groups: int) -> tuple[nn.Sequential, nn.Sequential]:
+    """The kernel branch (its first conv also takes the two CoordConv channels) and the category
+    branch: ``num_convs`` 3x3 conv/GN/ReLU layers each, as SOLOv2's head."""
+    kernel = nn.Sequential(*[conv_gn_relu(in_channels + 2 if i == 0 else channels, channels, norm_groups)
+                             for i in range(num_convs)])
+    category = nn.Sequential(*[conv_gn_relu(in_channels if i == 0 else channels, channels, norm_groups)
+                               for i in range(num_convs)])
+    return kernel, category
+
+
 def with_coords(x: torch.Tensor) -> torch.Tensor:
     """Append CoordConv channels (x then y, each in [-1, 1]) to x [B, C, H, W] -> [B, C+2, H, W]."""
     b, _, h, w = x.shape
@@ -97,12 +107,7 @@ class SOLOv2Head(nn.Module):
         super().__init__()
         self.num_classes = num_classes
         self.num_grids = tuple(num_grids)
-        self.kernel_convs = nn.Sequential(
-            *[conv_gn_relu(in_channels + 2 if i == 0 else channels, channels, norm_groups) for i in range(num_convs)]
-        )
-        self.cate_convs = nn.Sequential(
-            *[conv_gn_relu(in_channels if i == 0 else channels, channels, norm_groups) for i in range(num_convs)]
-        )
+        self.kernel_convs, self.cate_convs = grid_branches(in_channels, channels, num_convs, norm_groups)
         self.kernel_out = nn.Conv2d(channels, kernel_dim, 3, padding=1)
         self.cate_out = nn.Conv2d(channels, num_classes, 3, padding=1)
         self.mask_branch = MaskBranch(in_channels, mask_channels, kernel_dim, num_convs, norm_groups)

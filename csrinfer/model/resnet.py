@@ -16,6 +16,7 @@ from torch import nn
 from torchvision.models.resnet import BasicBlock, Bottleneck
 
 from csrinfer.errors import ConfigError
+from csrinfer.model.backbone import batch_norms_to_eval, freeze_stages
 
 # depth -> (block, blocks per stage); the table of torchvision and mmdetection alike
 DEPTHS = {
@@ -86,17 +87,12 @@ class ResNet(nn.Module):
 
     def _freeze(self) -> None:
         stem = nn.ModuleList([self.conv1, self.bn1])
-        stages = [stem, self.layer1, self.layer2, self.layer3, self.layer4]
-        for stage in stages[: self.frozen_stages + 1 if self.frozen_stages > 0 else 0]:
-            for p in stage.parameters():
-                p.requires_grad_(False)
+        freeze_stages([stem, self.layer1, self.layer2, self.layer3, self.layer4], self.frozen_stages)
 
     def train(self, mode: bool = True):
         super().train(mode)
         if mode and self.norm_eval:
-            for m in self.modules():
-                if isinstance(m, nn.BatchNorm2d):
-                    m.eval()
+            batch_norms_to_eval(self)
         return self
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:

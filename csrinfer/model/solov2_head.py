@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from csrinfer.model.head import HeadOutputs, conv_gn_relu, with_coords
+from csrinfer.model.head import HeadOutputs, conv_gn_relu, grid_branches, with_coords
 
 
 class MaskFeatures(nn.Module):
@@ -69,12 +69,7 @@ class SOLOv2FPNHead(nn.Module):
         super().__init__()
         self.num_classes = num_classes
         self.num_grids = tuple(num_grids)
-        self.kernel_convs = nn.Sequential(
-            *[conv_gn_relu(in_channels + 2 if i == 0 else channels, channels, norm_groups) for i in range(num_convs)]
-        )
-        self.cate_convs = nn.Sequential(
-            *[conv_gn_relu(in_channels if i == 0 else channels, channels, norm_groups) for i in range(num_convs)]
-        )
+        self.kernel_convs, self.cate_convs = grid_branches(in_channels, channels, num_convs, norm_groups)
         self.kernel_out = nn.Conv2d(channels, kernel_dim, 3, padding=1)
         self.cate_out = nn.Conv2d(channels, num_classes, 3, padding=1)
         self.mask_features = MaskFeatures(in_channels, mask_channels, kernel_dim, 4, norm_groups)
