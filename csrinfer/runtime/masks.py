@@ -283,8 +283,9 @@ class LazyMasks(Masks):
         return out
 
     def rle(self, boxes: np.ndarray) -> list[dict]:
-        if not self.on_gpu:
-            return super().rle(boxes)
+        # From full-size pastes a chunk at a time, on the CPU too: the box-region route (crops)
+        # falls back to a full paste per mask whenever a pixel sits within UNSURE of the
+        # threshold, which large masks nearly always have (slower than one chunked paste).
         import torch
 
         h, w = self.image_size
