@@ -4,13 +4,13 @@ with ``--data``, mask AP of a model file. Thin: parses the flags, calls
 
 from __future__ import annotations
 
-from csrinfer.cli.common import non_negative_int, output_file, parse_hw, positive_int
+from csrinfer.cli.common import add_runtime_arguments, non_negative_int, output_file, parse_hw, positive_int, runtime_options
 
 HELP = "measure FPS, latency (p50/p90/p99) and, with --data, mask AP of a model file"
 
 
 def add_arguments(p) -> None:
-    p.add_argument("--engine", required=True, metavar="MODEL", help="model file: .pth/.pt, .onnx, .plan/.engine")
+    p.add_argument("--engine", required=True, metavar="MODEL", help="model file: .pth/.pt, .onnx, .plan/.engine, .xml")
     p.add_argument("--data", default=None, metavar="DIR",
                    help="COCO-format folder: mask AP on its split, and its first images are the timed ones")
     p.add_argument("--split", default="val", help="split of --data (default: val)")
@@ -21,6 +21,7 @@ def add_arguments(p) -> None:
     p.add_argument("--warmup", type=non_negative_int, default=10, help="untimed iterations first (default 10)")
     p.add_argument("--iters", type=positive_int, default=100, help="timed iterations (default 100)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: the best available)")
+    add_runtime_arguments(p)
     p.add_argument("--fast", action="store_true",
                    help=".pth/.pt on CUDA: every GPU fast-path switch (FP16, channels_last, fused D2S, CUDA "
                         "graphs, GPU pre-processing)")
@@ -64,7 +65,7 @@ def run(args) -> int:
     result = benchmark(args.engine, device=args.device, input_size=args.input_size, batch=args.batch,
                        warmup=args.warmup, iters=args.iters, data=args.data, split=args.split,
                        max_images=args.max_images, coco_results=coco_results, progress=not args.quiet,
-                       **backend_options(args))
+                       **backend_options(args), **runtime_options(args))
     print(format_result(result))
     if args.json:
         print(f"wrote {atomic.write_json(args.json, result)}")

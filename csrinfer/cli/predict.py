@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 
-from csrinfer.cli.common import next_free_folder, output_folder, positive_int
+from csrinfer.cli.common import add_runtime_arguments, next_free_folder, output_folder, positive_int, runtime_options
 
 HELP = "run a model on images, folders, video files or a camera; write overlays and COCO results"
 
@@ -18,7 +18,7 @@ def add_arguments(p) -> None:
     p.add_argument("inputs", nargs="+", metavar="IMG_OR_DIR",
                    help="image files, folders of images, video files, or a camera index (0)")
     source = p.add_mutually_exclusive_group(required=True)
-    source.add_argument("--model", help="model file: .pth/.pt, .onnx, .plan/.engine")
+    source.add_argument("--model", help="model file: .pth/.pt, .onnx, .plan/.engine, .xml (OpenVINO IR)")
     source.add_argument("--server", metavar="URL",
                         help="a Triton server running a csrinfer model instead (HOST:PORT, http:// or grpc://)")
     p.add_argument("--out", default=None, metavar="DIR", type=output_folder,
@@ -26,6 +26,7 @@ def add_arguments(p) -> None:
     p.add_argument("--score-thr", type=float, default=None, metavar="T",
                    help="keep instances scoring above T (default: all the model returns, its own thresholds applied)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: the best available)")
+    add_runtime_arguments(p)
     p.add_argument("--fast", action="store_true",
                    help="GPU fast path for .pth/.pt models: FP16, channels_last, fused D2S kernel, CUDA graphs, "
                         "GPU pre-processing (does nothing on a CPU, with a warning)")
@@ -50,11 +51,11 @@ def run(args) -> int:
 
         segmenter = RemoteSegmenter(args.server, score_thr=args.score_thr)
     else:
-        options = {}
+        options = runtime_options(args)
         if args.fast:
             from csrinfer.runtime.fastpath import fast_path_kwargs
 
-            options = fast_path_kwargs(args.model)
+            options.update(fast_path_kwargs(args.model))
         segmenter = Segmenter(args.model, device=args.device, score_thr=args.score_thr, **options)
     out = args.out or next_free_folder("runs/predict")
     report = predict_sources(segmenter, sources, out, draw=not args.no_draw,

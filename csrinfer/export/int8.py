@@ -13,7 +13,8 @@ What is quantized is decided on the graph, not by names: the *network* is every 
 learned weights (Conv, MatMul, Gemm whose weight is a constant) and everything upstream of
 them; the rest is the in-graph post-processing (mask logits from dynamic kernels, Matrix NMS,
 top-k), which stays FP32 because its thresholds and comparisons are where rounding changes
-results, and its matmuls multiply two activations.
+results, and its matmuls multiply two activations. The layers whose outputs it reads (the head's
+last convolutions) stay FP32 too, so that no INT8-rounded tensor reaches it.
 """
 
 from __future__ import annotations
@@ -52,10 +53,25 @@ def network_nodes(graph) -> set[str]:
     return seen
 
 
-def calibration_images(data, split: str = "train", count: int = CALIB_IMAGES) -> list[np.ndarray]:
-    """``count`` uint8 BGR images of a COCO-format folder's split, spread evenly over it."""
+def post_processing_nodes(graph) -> list[str]:
+    """Names of the nodes after the network, in graph order."""
+    network = network_nodes(graph)
+    return [node.name for node in graph.node if node.name not in network]
+
+
+def head_output_layers(graph, post: set[str]) -> list[str]:
+    """The weighted layers whose outputs the post-processing reads (category and kernel
+    predictions, the mask branch's last convolution): left FP32 so that their outputs are not
+    rounded to INT8 on their way into post-processing (TensorRT users keep the last layers in
+    higher precision for the same reason)."""
+    read_by_post = {name for node in graph.node if node.name in post for name in node.input}
+    return [node.name for node in graph.node
+            if node.name not in post and node.op_type in QUANTIZED_OPS and set(node.output) & read_by_post]
+
+
+def calibration_files(data, split: str = "train") -> list[Path]:
+    """The image files of a COCO-format folder's split, refused when fewer than calibration needs."""
     from csrinfer.data.coco import find_split, load_coco
-    from csrinfer.runtime.image_io import read_image
 
     ann_file, image_dir = find_split(data, split)
     coco = load_coco(ann_file)
@@ -64,6 +80,14 @@ def calibration_images(data, split: str = "train", count: int = CALIB_IMAGES) ->
     if len(files) < MIN_CALIB_IMAGES:
         raise DatasetError(f"the '{split}' split of {data} has {len(files)} images; INT8 calibration needs "
                            f"at least {MIN_CALIB_IMAGES} ({CALIB_IMAGES} by default)")
+    return files
+
+
+def calibration_images(data, split: str = "train", count: int = CALIB_IMAGES) -> list[np.ndarray]:
+    """``count`` uint8 BGR images of a COCO-format folder's split, spread evenly over it."""
+    from csrinfer.runtime.image_io import read_image
+
+    files = calibration_files(data, split)
     picks = np.linspace(0, len(files) - 1, min(count, len(files))).round().astype(int)
     return [read_image(files[i]) for i in sorted(set(picks))]
 
@@ -99,17 +123,18 @@ def quantize_int8(onnx_path, out_path, data, split: str = "train", count: int = 
     proto = onnx.load(str(onnx_path))
     for i, node in enumerate(proto.graph.node):  # the quantizer's exclusion list goes by node name
         node.name = node.name or f"node_{node.op_type}_{i}"
-    network = network_nodes(proto.graph)
-    post = [node.name for node in proto.graph.node if node.name not in network]
+    post = post_processing_nodes(proto.graph)
+    keep_fp32 = post + head_output_layers(proto.graph, set(post))
     out_path = Path(out_path)
     named, raw = temp_beside(out_path), temp_beside(out_path)
     try:
         onnx.save(proto, str(named))
         log.info("calibrating INT8 on %d images of %s (%s)", len(images), data, split)
-        quantize_static(str(named), str(raw), _Batches(images, info), quant_format=QuantFormat.QDQ,
-                        op_types_to_quantize=list(QUANTIZED_OPS), nodes_to_exclude=post, per_channel=True,
-                        activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
-                        calibrate_method=CalibrationMethod.MinMax)
+        with _quiet_root_logger():  # the quantizer's advice to pre-process goes to the root logger
+            quantize_static(str(named), str(raw), _Batches(images, info), quant_format=QuantFormat.QDQ,
+                            op_types_to_quantize=list(QUANTIZED_OPS), nodes_to_exclude=keep_fp32, per_channel=True,
+                            activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+                            calibrate_method=CalibrationMethod.MinMax)
         quantized = onnx.load(str(raw))
     except (RuntimeError, ValueError, TypeError) as e:  # onnxruntime's Fail/InvalidGraph, onnx errors
         raise ExportError(f"INT8 quantization of {onnx_path} failed ({first_line(e)})") from None
@@ -121,3 +146,12 @@ def quantize_int8(onnx_path, out_path, data, split: str = "train", count: int = 
     set_metadata(quantized, metadata)
     atomic_write(out_path, lambda tmp: onnx.save(quantized, os.fspath(tmp)))
     return out_path
+
+
+class _quiet_root_logger:
+    def __enter__(self):
+        self.level = logging.root.level
+        logging.root.setLevel(logging.ERROR)
+
+    def __exit__(self, *exc):
+        logging.root.setLevel(self.level)

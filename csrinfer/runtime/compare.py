@@ -69,9 +69,12 @@ class ParityReport:
         return asdict(self)
 
 
-def parity_segmenters(model_a, model_b, device: str | None = None) -> tuple[Segmenter, Segmenter]:
-    """Two Segmenters that letterbox identically: into the static size of either model if one has one."""
-    a, b = load_backend(model_a, device), load_backend(model_b, device)
+def parity_segmenters(model_a, model_b, device: str | None = None, **options_b) -> tuple[Segmenter, Segmenter]:
+    """Two Segmenters that letterbox identically: into the static size of either model if one has one.
+
+    ``options_b`` go to the second model's backend (``runtime="openvino", precision="bf16"``, ...).
+    """
+    a, b = load_backend(model_a, device), load_backend(model_b, device, **options_b)
     sizes = {tuple(x.info.input_size) for x in (a, b) if x.info.input_size is not None}
     if len(sizes) > 1:
         raise ConfigError(f"the two models have different static input sizes ({' and '.join(map(str, sizes))}); "

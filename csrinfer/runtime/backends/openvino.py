@@ -3,8 +3,9 @@
 On a CPU, OpenVINO is the faster runtime where the CPU has bf16 (AVX512_BF16, AMX): its default
 precision there is bf16, several times ONNX Runtime's FP32 (docs/cpu.md has the measurements).
 The precision is explicit: ``precision="f32"`` forces FP32, ``"bf16"`` asks for bf16, ``None``
-keeps OpenVINO's default for the CPU (bf16 where the CPU has it, else f32). What ran is
-``backend.precision``, read back from the compiled model.
+keeps OpenVINO's default for the CPU (bf16 where the CPU has it, else f32). What runs is
+``backend.precision``, read back from the compiled model: "bf16" asked on a CPU without bf16
+runs f32 (with a warning).
 
 Class names, thresholds and shapes come from the file: an ``.onnx`` file's ``metadata_props``,
 or an IR's ``rt_info`` under ``csrinfer`` (written by ``csrinfer export --openvino``; the same
@@ -15,6 +16,7 @@ OpenVINO runs the standard-op graph.
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import threading
@@ -26,6 +28,8 @@ import numpy as np
 from csrinfer.errors import ConfigError, ModelFileError, first_line
 from csrinfer.runtime.backends.base import INPUT_NAME, OUTPUT_NAMES, Backend, parse_device
 from csrinfer.runtime.model_info import ModelInfo
+
+log = logging.getLogger(__name__)
 
 PRECISIONS = ("f32", "bf16")  # OpenVINO's names for its INFERENCE_PRECISION_HINT; None = its default
 RT_INFO_KEY = "csrinfer"  # the IR's rt_info section holding the ModelInfo metadata
@@ -68,7 +72,9 @@ class OpenVINOBackend(Backend):
         except Exception as e:  # noqa: BLE001
             raise ModelFileError(f"OpenVINO cannot compile {path} for the CPU ({first_line(e)})") from None
         self.device = "cpu"
-        self.precision = str(self.compiled.get_property("INFERENCE_PRECISION_HINT"))  # what runs: f32, bf16
+        self.precision = self.compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()  # what runs: f32, bf16
+        if precision is not None and self.precision != precision:  # bf16 asked on a CPU without it
+            log.warning("OpenVINO runs %s in %s: this CPU has no %s support", path.name, self.precision, precision)
         self._requests = threading.local()  # one infer request per thread: requests are not thread-safe
 
     @staticmethod
