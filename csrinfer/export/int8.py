@@ -155,3 +155,33 @@ class _quiet_root_logger:
 
     def __exit__(self, *exc):
         logging.root.setLevel(self.level)
+
+
+def quantize_openvino(onnx_path, xml_path, data, split: str = "train", count: int = CALIB_IMAGES) -> Path:
+    """OpenVINO IR INT8 by NNCF (``nncf.quantize``, OpenVINO's own quantizer), calibrated on the
+    same images as :func:`quantize_int8`, the same nodes left FP32; ``precision`` "int8" in its
+    rt_info. Needs ``nncf`` (not a csrinfer dependency: docs/cpu.md)."""
+    import onnx
+
+    try:
+        import nncf
+        import openvino as ov
+    except ImportError as e:
+        from csrinfer.errors import BackendUnavailableError
+
+        raise BackendUnavailableError(f"OpenVINO INT8 by NNCF needs nncf and openvino ({first_line(e)})") from None
+    from csrinfer.runtime.backends.onnxruntime import OnnxRuntimeBackend
+    from csrinfer.runtime.backends.openvino import save_ir
+
+    info = OnnxRuntimeBackend.read_info(onnx_path)
+    images = calibration_images(data, split, count)
+    graph = onnx.load(str(onnx_path), load_external_data=False).graph
+    post = post_processing_nodes(graph)
+    keep_fp32 = post + head_output_layers(graph, set(post))  # OpenVINO keeps the ONNX node names
+    reader = _Batches(images, info)
+    feeds = list(iter(lambda: reader.get_next(), None))
+    nncf.set_log_level(logging.WARNING)  # not a line per node it leaves alone
+    with _quiet_root_logger():
+        model = nncf.quantize(ov.convert_model(str(onnx_path)), nncf.Dataset([f["images"] for f in feeds]),
+                              subset_size=len(feeds), ignored_scope=nncf.IgnoredScope(names=keep_fp32, validate=False))
+    return save_ir(model, xml_path, info.replace(precision="int8"))

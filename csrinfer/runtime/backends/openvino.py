@@ -105,9 +105,15 @@ def write_ir(onnx_path, xml_path, info: ModelInfo) -> Path:
     ``info`` in its ``rt_info``; each file replaced atomically."""
     import openvino as ov
 
+    return save_ir(ov.convert_model(str(onnx_path)), xml_path, info)
+
+
+def save_ir(model, xml_path, info: ModelInfo) -> Path:
+    """Save an ``openvino.Model`` as IR with ``info`` in its rt_info; each file replaced atomically."""
+    import openvino as ov
+
     from csrinfer.atomic import temp_beside
 
-    model = ov.convert_model(str(onnx_path))
     for key, value in info.to_metadata().items():
         model.set_rt_info(value, [RT_INFO_KEY, key])
     xml_path = Path(xml_path)
