@@ -84,3 +84,22 @@ def test_too_few_calibration_images_is_one_sentence(tmp_path, small_onnx):
     with pytest.raises(DatasetError, match=f"has 3 images; INT8 calibration needs at least {MIN_CALIB_IMAGES}"):
         quantize_int8(small_onnx, tmp_path / "model.int8.onnx", few)
     assert not (tmp_path / "model.int8.onnx").exists()
+
+
+def test_nncf_quantizes_the_network_for_openvino_and_leaves_post_processing(tmp_path, small_onnx, calib_data):
+    pytest.importorskip("nncf", reason="nncf is not installed (optional: docs/cpu.md)")
+    import openvino as ov
+
+    from csrinfer.export.int8 import quantize_openvino
+
+    xml = quantize_openvino(small_onnx, tmp_path / "model.nncf.xml", calib_data)
+    seg = Segmenter(xml)
+    assert seg.info.precision == "int8" and seg.backend.name == "OpenVINO"
+    ops = ov.Core().read_model(str(xml)).get_ops()
+    assert sum(op.get_type_name() == "FakeQuantize" for op in ops) > 10
+    matmuls = [op for op in ops if op.get_type_name() == "MatMul"]  # the post-processing's
+    assert matmuls and all(op.input_value(i).get_node().get_type_name() != "FakeQuantize"
+                           for op in matmuls for i in range(2))
+    a, b = parity_segmenters(small_onnx, xml, "cpu")
+    report = compare(a, b, [photo_like(seed, 150 + 20 * seed, 200) for seed in range(3)])
+    assert report.matched >= 0.8 * report.instances_a > 40
