@@ -81,6 +81,26 @@ def export(ckpt: Path, data: Path, size, work: Path, nncf: bool) -> Path:
     return work
 
 
+def random_paper_checkpoint(work: Path) -> Path:
+    """The paper model (csr_d2s_r50_coco) with random weights that score many cells, so the
+    in-graph post-processing has its full load (as benchmarks/run_all.py times it)."""
+    import torch
+
+    from csrinfer.checkpoint import save_checkpoint
+    from csrinfer.config import load_config
+    from csrinfer.model import build_model
+
+    sys.path.insert(0, str(REPO))
+    from tests.conftest import make_confident
+
+    path = work / "paper_random.pth"
+    if not path.is_file():
+        cfg = load_config(REPO / "models" / "csr_d2s_r50_coco.yaml")
+        torch.manual_seed(0)
+        save_checkpoint(path, make_confident(build_model(cfg), nms_pre=cfg.inference.nms_pre).eval(), cfg)
+    return path
+
+
 def _version(name: str) -> str | None:
     import importlib.metadata
 
@@ -92,12 +112,15 @@ def _version(name: str) -> str | None:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--ckpt", required=True, help="trained checkpoint (.pth)")
+    p.add_argument("--ckpt", required=True,
+                   help="trained checkpoint (.pth), or 'paper-random': the paper model, random weights made to "
+                        "fire (latency only, with --no-ap)")
     p.add_argument("--data", required=True, help="its COCO-format dataset folder (train: calibration, val: AP)")
     p.add_argument("--size", default=None, help="static export size HxW (default: the config's export size)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--rounds", type=int, default=20, help="interleaved latency rounds")
     p.add_argument("--max-images", type=int, default=None, help="AP on the first N val images only")
+    p.add_argument("--no-ap", action="store_true", help="latency only (e.g. the paper model with random weights)")
     p.add_argument("--work", default="/tmp/csrinfer_cpu_runtimes", help="folder for the exported models")
     p.add_argument("--only", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
     p.add_argument("--out", default=str(RESULTS))
@@ -114,6 +137,8 @@ def main(argv=None) -> int:
 
     load_start = loadavg()
     started = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    if args.ckpt == "paper-random":
+        args.ckpt = str(random_paper_checkpoint(Path(args.work)))
     _, cfg, _ = load_checkpoint(args.ckpt)
     size = parse_hw(args.size) if args.size else tuple(cfg.input.export_size)
     import importlib.util
@@ -131,6 +156,9 @@ def main(argv=None) -> int:
         rows[name] = {"file": file, "backend": seg.backend.name, "options": options,
                       "precision": precision_of(seg),  # as csrinfer bench reports it
                       "openvino_precision_hint": getattr(seg.backend, "precision", None)}
+        if args.no_ap:
+            rows[name]["accuracy"] = None
+            continue
         t0 = time.perf_counter()
         acc = evaluate(seg, args.data, "val", args.max_images, progress=False)
         rows[name]["accuracy"] = {k: None if acc[k] is None else round(acc[k], 2) for k in METRICS}
@@ -158,10 +186,11 @@ def main(argv=None) -> int:
         rows[name]["latency_ms"] = {"median": round(med, 2), "min": round(min(ms), 2), "max": round(max(ms), 2),
                                     "rounds": len(ms)}
         rows[name]["speedup_vs_" + args.only[0]] = round(base / med, 2)
-        ap0 = rows[args.only[0]]["accuracy"]["AP"]
-        rows[name]["AP_minus_" + args.only[0]] = round(rows[name]["accuracy"]["AP"] - ap0, 2)
-        print(f"{name:13s} {med:8.1f} ms  x{base / med:.2f}  AP {rows[name]['accuracy']['AP']:.2f} "
-              f"({rows[name]['precision']})")
+        ap = None
+        if not args.no_ap:
+            ap = rows[name]["accuracy"]["AP"]
+            rows[name]["AP_minus_" + args.only[0]] = round(ap - rows[args.only[0]]["accuracy"]["AP"], 2)
+        print(f"{name:13s} {med:8.1f} ms  x{base / med:.2f}  AP {ap}  ({rows[name]['precision']})")
 
     result = {
         "what": "mask AP (val) and backend latency (network + in-graph post-processing, batch 1) of one "
