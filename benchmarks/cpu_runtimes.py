@@ -33,6 +33,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads OpenMP
 import argparse  # noqa: E402
 import datetime  # noqa: E402
 import statistics  # noqa: E402
+import shutil  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
@@ -113,8 +114,8 @@ def _version(name: str) -> str | None:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--ckpt", required=True,
-                   help="trained checkpoint (.pth), or 'paper-random': the paper model, random weights made to "
-                        "fire (latency only, with --no-ap)")
+                   help="trained checkpoint (.pth), its exported model.onnx (e.g. exported by another csrinfer "
+                        "version), or 'paper-random': the paper model, random weights made to fire (with --no-ap)")
     p.add_argument("--data", required=True, help="its COCO-format dataset folder (train: calibration, val: AP)")
     p.add_argument("--size", default=None, help="static export size HxW (default: the config's export size)")
     p.add_argument("--threads", type=int, default=2)
@@ -139,14 +140,29 @@ def main(argv=None) -> int:
     started = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     if args.ckpt == "paper-random":
         args.ckpt = str(random_paper_checkpoint(Path(args.work)))
-    _, cfg, _ = load_checkpoint(args.ckpt)
-    size = parse_hw(args.size) if args.size else tuple(cfg.input.export_size)
     import importlib.util
 
     if "ov_nncf_int8" in args.only and importlib.util.find_spec("nncf") is None:
         print("nncf is not installed: no ov_nncf_int8 row")
         args.only.remove("ov_nncf_int8")
-    work = export(Path(args.ckpt), Path(args.data), size, Path(args.work), "ov_nncf_int8" in args.only)
+    work = Path(args.work)
+    if args.ckpt.endswith(".onnx"):  # exported already: copied, and only the INT8 forms are made here
+        from csrinfer.runtime.backends import read_model_info
+
+        work.mkdir(parents=True, exist_ok=True)
+        if not (work / "model.onnx").exists():
+            shutil.copyfile(args.ckpt, work / "model.onnx")
+        info = read_model_info(work / "model.onnx")
+        config_name, size = info.name, info.input_size
+        if not (work / "model.int8.onnx").exists():
+            from csrinfer.export.int8 import quantize_int8
+
+            quantize_int8(work / "model.onnx", work / "model.int8.onnx", args.data)
+    else:
+        _, cfg, _ = load_checkpoint(args.ckpt)
+        config_name = cfg.name
+        size = parse_hw(args.size) if args.size else tuple(cfg.input.export_size)
+    work = export(Path(args.ckpt), Path(args.data), size, work, "ov_nncf_int8" in args.only)
 
     segmenters, rows = {}, {}
     for name in args.only:
@@ -196,7 +212,7 @@ def main(argv=None) -> int:
         "what": "mask AP (val) and backend latency (network + in-graph post-processing, batch 1) of one "
                 "trained model on CPU runtimes and precisions, measured in one run",
         "note": args.note,
-        "model": {"checkpoint": str(args.ckpt), "config": cfg.name, "input": list(size),
+        "model": {"checkpoint": str(args.ckpt), "config": config_name, "input": list(size),
                   "files_mb": {f: round((work / f).stat().st_size / 1e6, 1) for f in
                                ("model.onnx", "model.int8.onnx", "model.nncf.bin") if (work / f).is_file()}},
         "data": {"folder": str(args.data), "split": "val", "calibration_split": "train"},
