@@ -4,7 +4,8 @@ with ``--data``, mask AP of a model file. Thin: parses the flags, calls
 
 from __future__ import annotations
 
-from csrinfer.cli.common import add_runtime_arguments, non_negative_int, output_file, parse_hw, positive_int, runtime_options
+from csrinfer.cli.common import (add_runtime_arguments, non_negative_int, output_file, parse_hw, positive_int,
+                                 runtime_options)
 
 HELP = "measure FPS, latency (p50/p90/p99) and, with --data, mask AP of a model file"
 
