@@ -10,7 +10,10 @@ measured in one run (issue 7). Writes ``<out>/<machine>.json``, ``.md`` and ``.p
    channels_last, fused D2S kernel, CUDA graphs, GPU pre-processing), ``pytorch_compile_fp32``
    (torch.compile; skipped on a CPU unless ``--cpu-compile``: it compiles for minutes per
    shape there), ``onnxruntime_cpu`` (and ``onnxruntime_cuda`` when that provider exists) on a
-   dynamic-shape ONNX export, ``tensorrt_fp16`` (a static engine per shape where TensorRT is
+   dynamic-shape ONNX export; on a CPU also that export run by OpenVINO (``openvino_f32``
+   forced, ``openvino_default``: bf16 where the CPU has it) and its calibrated INT8 form
+   (``onnxruntime_int8_cpu``, ``openvino_int8``; calibrated on 16 synthetic images, enough for
+   speed; not in a dry run), ``tensorrt_fp16`` (a static engine per shape where TensorRT is
    installed). Within a cell (size, batch) the variants are interleaved: each is warmed up, then
    ``rounds`` rounds each time every variant in turn; latencies are medians over all rounds.
 2. **Table II** (FPN baseline, +CSR, +D2S, both) and **Table III** (CSR width 128/256/512/1024):
@@ -145,6 +148,19 @@ def build_variants(model, cfg, s: Settings, workdir: Path) -> list[Variant]:
             return Segmenter(cache[key], input_size=size)
         return make
 
+    def cpu_runtime_variant(key, int8=False, **options):
+        def make(size, batch):
+            if "onnx" not in cache:
+                cache["onnx"] = export_dynamic_onnx(model, cfg, workdir)
+            if int8 and "int8" not in cache:
+                cache["int8"] = quantize_for_speed(cache["onnx"], workdir)
+            if key not in cache:
+                from csrinfer.runtime.backends import load_backend
+
+                cache[key] = load_backend(cache["int8" if int8 else "onnx"], "cpu", **options)
+            return Segmenter(cache[key], input_size=size)
+        return make
+
     def trt_variant(size, batch):
         from csrinfer.export.pipeline import ExportOptions, export_model
 
@@ -173,6 +189,16 @@ def build_variants(model, cfg, s: Settings, workdir: Path) -> list[Variant]:
     ]
     if ort_providers and "CUDAExecutionProvider" in ort_providers and cuda:
         variants.append(Variant("onnxruntime_cuda", onnx_variant("cuda"), skip=onnx_skip))
+    if not cuda:  # the CPU runtimes and precisions (docs/cpu.md)
+        ov_skip = onnx_skip or (None if _has_module("openvino") else "OpenVINO is not installed (csrinfer[openvino])")
+        int8_skip = "INT8 calibration is left out of a dry run" if s.dry_run else None
+        variants += [
+            Variant("openvino_f32", cpu_runtime_variant("ov_f32", runtime="openvino", precision="f32"), skip=ov_skip),
+            Variant("openvino_default", cpu_runtime_variant("ov_default", runtime="openvino"), skip=ov_skip),
+            Variant("onnxruntime_int8_cpu", cpu_runtime_variant("ort_int8", int8=True), skip=onnx_skip or int8_skip),
+            Variant("openvino_int8", cpu_runtime_variant("ov_int8", int8=True, runtime="openvino"),
+                    skip=ov_skip or int8_skip),
+        ]
     variants.append(Variant("tensorrt_fp16", trt_variant,
                             skip=None if has_trt and cuda else
                             ("TensorRT is not installed here" if not has_trt else "TensorRT needs CUDA")))
@@ -196,6 +222,20 @@ def export_dynamic_onnx(model, cfg, workdir: Path) -> Path:
                                                                     engine=False), cfg=cfg)
     print(f"  exported in {time.monotonic() - t0:.0f} s", flush=True)
     return result.onnx
+
+
+def quantize_for_speed(onnx_path: Path, workdir: Path) -> Path:
+    """The QDQ INT8 form of ``onnx_path``, calibrated on 16 synthetic-shapes images: its ranges
+    are not those of real photos, which changes what it finds, not how fast it runs."""
+    from csrinfer.data.synthetic import write_synthetic
+    from csrinfer.export.int8 import MIN_CALIB_IMAGES, quantize_int8
+
+    t0 = time.monotonic()
+    print("  calibrating an INT8 ONNX ...", flush=True)
+    data = write_synthetic(workdir / "calib", n_train=MIN_CALIB_IMAGES, n_val=1, seed=0)
+    path = quantize_int8(onnx_path, workdir / "model.int8.onnx", data)
+    print(f"  calibrated in {time.monotonic() - t0:.0f} s", flush=True)
+    return path
 
 
 def _ort_providers():
@@ -553,6 +593,8 @@ def cell_order(s: Settings) -> list:
 
 
 def main(argv=None) -> int:
+    from cpu_runtimes import lscpu  # the CPU's model and flags (bf16, AMX, VNNI decide the CPU rows)
+
     args = parse_args(argv)
     if bool(args.ap_model) != bool(args.ap_data):
         print("run_all.py: give --ap-model and --ap-data together", file=sys.stderr)
@@ -576,7 +618,8 @@ def main(argv=None) -> int:
         "schema": "csrinfer-run-all/1", "machine": name, "device": s.device,
         "device_name": bench.device_name(s.device), "date": bench.now_iso(), "command": bench.command_line(),
         "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in s.__dict__.items()},
-        "versions": bench.versions(), "host": bench.host_info(), "loadavg": {"start": bench.loadavg()},
+        "versions": bench.versions(), "host": {**bench.host_info(), "lscpu": lscpu()},
+        "loadavg": {"start": bench.loadavg()},
         "notes": [
             "random weights (made confident, so post-processing pastes 100 instances): speed only, no AP; "
             "the paper model is not trained here",

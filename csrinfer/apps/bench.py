@@ -199,7 +199,7 @@ def device_name(device: str) -> str:
 
 
 def versions() -> dict[str, str | None]:
-    """csrinfer, Python, torch, CUDA/cuDNN (torch's), onnxruntime, TensorRT (None when absent)."""
+    """csrinfer, Python, torch, CUDA/cuDNN (torch's), onnxruntime, TensorRT, OpenVINO (None when absent)."""
     import torch
 
     from csrinfer import __version__
@@ -208,7 +208,8 @@ def versions() -> dict[str, str | None]:
            "cuda": torch.version.cuda,
            "cudnn": str(torch.backends.cudnn.version()) if torch.backends.cudnn.is_available() else None,
            "onnxruntime": None, "tensorrt": None}
-    for name in ("onnxruntime", "tensorrt"):
+    out["openvino"] = None
+    for name in ("onnxruntime", "tensorrt", "openvino"):
         if name in sys.modules:
             out[name] = getattr(sys.modules[name], "__version__", None)
         elif importlib.util.find_spec(name) is not None:
@@ -220,11 +221,17 @@ def versions() -> dict[str, str | None]:
 
 
 def precision_of(segmenter) -> str:
-    """"fp16", "fp32", or "tf32" (FP32 whose convolutions PyTorch runs as TF32 on CUDA)."""
+    """"fp16", "fp32", "int8", "bf16" (OpenVINO's bf16 inference of an FP32 model), or "tf32"
+    (FP32 whose convolutions PyTorch runs as TF32 on CUDA)."""
     info = segmenter.info
+    backend = segmenter.backend
+    ran = getattr(backend, "precision", None)  # OpenVINO: what its compiled model runs ("f32", "bf16")
+    if info.precision == "int8" and ran == "bf16":
+        return "int8+bf16"  # the layers left unquantized run in bf16
     if info.precision != "fp32":
         return info.precision
-    backend = segmenter.backend
+    if ran == "bf16":
+        return "bf16"
     if backend.name == "PyTorch" and str(backend.device).startswith("cuda"):
         import torch
 

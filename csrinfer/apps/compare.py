@@ -69,11 +69,15 @@ class ParityReport:
         return asdict(self)
 
 
-def parity_segmenters(model_a, model_b, device: str | None = None, fast=None) -> tuple[Segmenter, Segmenter]:
+def parity_segmenters(model_a, model_b, device: str | None = None, fast=None, **options_b) -> tuple[Segmenter, Segmenter]:
     """Two Segmenters that letterbox identically: into the static size of either model if one has one.
-    ``fast`` (the PyTorch speed switches, ``Segmenter``'s ``fast=``) applies to ``model_b``, the one
-    under test."""
-    a, b = load_backend(model_a, device), load_backend(model_b, device, **({"fast": fast} if fast else {}))
+
+    ``fast`` (the PyTorch speed switches, ``Segmenter``'s ``fast=``) and ``options_b``
+    (``runtime="openvino", precision="bf16"``, ...) apply to ``model_b``, the one under test.
+    """
+    if fast:
+        options_b["fast"] = fast
+    a, b = load_backend(model_a, device), load_backend(model_b, device, **options_b)
     sizes = {tuple(x.info.input_size) for x in (a, b) if x.info.input_size is not None}
     if len(sizes) > 1:
         raise ConfigError(f"the two models have different static input sizes ({' and '.join(map(str, sizes))}); "

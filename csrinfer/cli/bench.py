@@ -6,14 +6,15 @@ from __future__ import annotations
 
 import sys
 
-from csrinfer.cli.common import (add_fast_path_arguments, add_model_argument, fast_path_from_args, non_negative_int,
-                                 output_folder, parse_hw, positive_int)
+from csrinfer.cli.common import (add_fast_path_arguments, add_model_argument, add_runtime_arguments,
+                                 fast_path_from_args, non_negative_int, output_folder, parse_hw, positive_int,
+                                 runtime_options)
 
 HELP = "measure FPS, latency (p50/p90/p99) and, with --data, mask AP of a model file"
 
 
 def add_arguments(p) -> None:
-    add_model_argument(p, "--engine", help="model file: .pth/.pt, .onnx, .plan/.engine")
+    add_model_argument(p, "--engine", help="model file: .pth/.pt, .onnx, .plan/.engine, .xml (OpenVINO IR)")
     p.add_argument("--data", default=None, metavar="DIR",
                    help="COCO-format folder: mask AP on its split, and its first images are the timed ones")
     p.add_argument("--split", default="val", help="split of --data (default: val)")
@@ -29,6 +30,7 @@ def add_arguments(p) -> None:
                         "the COCO results to DIR/coco_results.json")
     p.add_argument("--json", action="store_true", help="print the result as JSON instead of a table")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_runtime_arguments(p)
     add_fast_path_arguments(p)
 
 
@@ -44,7 +46,7 @@ def run(args) -> int:
     result = benchmark(args.model, device=args.device, input_size=args.input_size, batch=args.batch,
                        warmup=args.warmup, iters=args.iters, data=args.data, split=args.split,
                        max_images=args.max_images, coco_results=out / "coco_results.json" if out and args.data else None,
-                       progress=not args.quiet, **({"fast": fast} if fast else {}))
+                       progress=not args.quiet, **({"fast": fast} if fast else {}), **runtime_options(args))
     print(json.dumps(result, indent=2) if args.json else format_result(result))
     if out:
         written = atomic.write_json(out / "bench.json", result)

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import json
 
-from csrinfer.cli.common import add_fast_path_arguments, add_model_argument, fast_path_from_args, non_negative_float
+from csrinfer.cli.common import (add_fast_path_arguments, add_model_argument, add_runtime_arguments,
+                                 fast_path_from_args, non_negative_float, runtime_options)
 
 HELP = "compare two model files (backends) on the same images: output errors, mask IoU, scores"
 
@@ -20,6 +21,7 @@ def add_arguments(p) -> None:
     p.add_argument("--images", nargs="+", default=None, metavar="IMG_OR_DIR",
                    help="images or folders (default: a few sample photos)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: the best available)")
+    add_runtime_arguments(p, "--against")
     p.add_argument("--score-tol", type=non_negative_float, default=1e-3, help="largest score difference that passes (1e-3)")
     p.add_argument("--min-iou", type=non_negative_float, default=0.99, help="smallest matched-mask IoU that passes (0.99)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
@@ -30,7 +32,8 @@ def run(args) -> int:
     from csrinfer.errors import ImageError
     from csrinfer.apps.compare import compare, parity_segmenters
 
-    a, b = parity_segmenters(args.model, args.against, args.device, fast=fast_path_from_args(args, args.against))
+    a, b = parity_segmenters(args.model, args.against, args.device, fast=fast_path_from_args(args, args.against),
+                             **runtime_options(args))
     if args.images:
         from csrinfer.apps.sources import collect_sources
 

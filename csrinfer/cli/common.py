@@ -60,6 +60,22 @@ def next_free_folder(base: str | Path) -> Path:
     return path
 
 
+def add_runtime_arguments(p, which: str = "the model") -> None:
+    """``--runtime`` and ``--precision``, the same in predict, bench and check."""
+    p.add_argument("--runtime", choices=("onnxruntime", "openvino"), default=None,
+                   help=f"runtime for {which} when it is .onnx (default: onnxruntime; .xml is always openvino)")
+    p.add_argument("--precision", choices=("f32", "bf16"), default=None,
+                   help="OpenVINO's inference precision (default: OpenVINO's for this CPU, bf16 where it has it)")
+
+
+def runtime_options(args) -> dict:
+    """Segmenter keyword arguments for ``--runtime``/``--precision``."""
+    options = {"runtime": args.runtime} if args.runtime else {}
+    if args.precision:
+        options["precision"] = args.precision
+    return options
+
+
 def setup_logging() -> None:
     """Show csrinfer's progress messages (INFO) and warnings on stderr, one plain line each."""
     import logging

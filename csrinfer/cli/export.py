@@ -9,7 +9,7 @@ from __future__ import annotations
 from csrinfer.cli.build import add_engine_arguments, engine_options
 from csrinfer.cli.common import add_model_argument, output_folder, parse_hw, positive_int
 
-HELP = "export a checkpoint to ONNX (and a TensorRT engine where TensorRT is installed)"
+HELP = "export a checkpoint to ONNX (and a TensorRT engine where TensorRT is installed; INT8, OpenVINO IR on request)"
 
 
 def add_arguments(p) -> None:
@@ -28,6 +28,12 @@ def add_arguments(p) -> None:
     plugin.add_argument("--no-plugin", action="store_true", help="build the engine from the standard graph")
     p.add_argument("--fp16-onnx", action="store_true",
                    help="also write model.fp16.onnx (FP16 network, FP32 I/O); the FP16 engine is built from it")
+    p.add_argument("--int8", action="store_true",
+                   help="also write model.int8.onnx: the network INT8 (QDQ), calibrated on --calib, post-processing FP32")
+    p.add_argument("--calib", default=None, metavar="DIR", help="COCO-format dataset folder whose images calibrate --int8")
+    p.add_argument("--calib-split", default="train", help="split of --calib (default: train)")
+    p.add_argument("--openvino", action="store_true",
+                   help="also write OpenVINO IR: model.xml + model.bin (and model.int8.xml with --int8)")
     add_engine_arguments(p)
     p.add_argument("--triton-repo", metavar="DIR", default=None, type=output_folder,
                    help="also write a Triton model repository for what was exported (the engine, else the ONNX, "
@@ -42,9 +48,13 @@ def options_from_args(args):
     if args.dynamic and args.input_size is not None:
         raise ConfigError("--input-size fixes a static graph's size and a --dynamic graph takes any size; "
                           "give one of them (--opt-shape tunes a dynamic engine for one size)")
+    if args.int8 != (args.calib is not None):
+        raise ConfigError("--int8 needs --calib DIR (a COCO-format dataset whose images calibrate it), and "
+                          "--calib is only for --int8")
     options = ExportOptions(out_dir=args.out, input_size=args.input_size, batch=args.batch, dynamic=args.dynamic,
                             simplify=not args.no_simplify, engine=not args.onnx_only, plugin=not args.no_plugin,
-                            write_plugin=args.plugin, fp16_onnx=args.fp16_onnx, builder=engine_options(args))
+                            write_plugin=args.plugin, fp16_onnx=args.fp16_onnx, builder=engine_options(args),
+                            int8_calib=args.calib, calib_split=args.calib_split, openvino=args.openvino)
     if args.opset is not None:
         options.opset = args.opset
     return options

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import sys
 
-from csrinfer.cli.common import (add_fast_path_arguments, add_model_argument, fast_path_flags_given,
-                                 fast_path_from_args, next_free_folder, output_folder, positive_int)
+from csrinfer.cli.common import (add_fast_path_arguments, add_model_argument, add_runtime_arguments,
+                                 fast_path_flags_given, fast_path_from_args, next_free_folder, output_folder,
+                                 positive_int, runtime_options)
 
 HELP = "run a model on images, folders, video files or a camera; write overlays and COCO results"
 
@@ -27,6 +28,7 @@ def add_arguments(p) -> None:
     p.add_argument("--score-thr", type=float, default=None, metavar="T",
                    help="keep instances scoring above T (default: all the model returns, its own thresholds applied)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: the best available)")
+    add_runtime_arguments(p)
     p.add_argument("--no-draw", action="store_true", help="write only the COCO results, no overlay images")
     p.add_argument("--max-frames", type=positive_int, default=None, metavar="N", help="stop each video or camera after N frames")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -54,7 +56,7 @@ def run(args) -> int:
         segmenter = RemoteSegmenter(args.server, score_thr=args.score_thr)
     else:
         segmenter = Segmenter(args.model, device=args.device, score_thr=args.score_thr, fast=fast,
-                              **({"max_pixels": args.max_pixels} if args.max_pixels else {}))
+                              **({"max_pixels": args.max_pixels} if args.max_pixels else {}), **runtime_options(args))
     out = args.out or next_free_folder("runs/predict")
     report = predict_sources(segmenter, sources, out, draw=not args.no_draw,
                              progress=not args.quiet, max_frames=args.max_frames)

@@ -15,3 +15,6 @@ OUTPUT_NAMES = ("scores", "labels", "masks")
 OP_TYPE = "D2SFused"
 DOMAIN = "csrinfer"
 PLUGIN_VERSION = "1"
+
+# OpenVINO IR carries ModelInfo's metadata in this rt_info section (ONNX: metadata_props).
+RT_INFO_KEY = "csrinfer"

@@ -14,6 +14,7 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from csrinfer.contract.graph import INPUT_NAME, OUTPUT_NAMES
 from csrinfer.errors import ModelFileError
 from csrinfer.config import IMAGENET_MEAN as PAD_VALUE_RGB  # the letterbox pads with the mean: zero after normalisation
 
@@ -143,6 +144,21 @@ class ModelInfo:
             )
         except (KeyError, TypeError, ValueError) as e:
             raise ModelFileError(f"{source} has malformed csrinfer metadata ({type(e).__name__}: {e})") from None
+
+    @classmethod
+    def from_graph(cls, metadata: Mapping[str, str], inputs: list[tuple[str, list]], outputs: list[str],
+                   source: str) -> "ModelInfo":
+        """ModelInfo of an exported graph (ONNX or OpenVINO IR) from its metadata, its (input name,
+        shape) pairs and its output names; the input's shape says what is static (ints) or
+        dynamic (names)."""
+        info = cls.from_metadata(metadata, source)
+        if [name for name, _ in inputs] != [INPUT_NAME] or sorted(outputs) != sorted(OUTPUT_NAMES):
+            raise ModelFileError(f"{source} has inputs {[name for name, _ in inputs]} and outputs {outputs}; "
+                                 f"expected ['{INPUT_NAME}'] and {list(OUTPUT_NAMES)}")
+        b, _, h, w = inputs[0][1]
+        static = lambda v: isinstance(v, int) and v > 0  # noqa: E731
+        return info.replace(batch=b if static(b) else None,
+                            input_size=(h, w) if static(h) and static(w) else None)
 
     def replace(self, **changes) -> "ModelInfo":
         return dataclasses.replace(self, **changes)

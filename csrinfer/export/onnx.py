@@ -16,6 +16,7 @@ import torch
 from csrinfer.atomic import atomic_write
 from csrinfer.model.network import CSRD2SNet
 from csrinfer.contract.graph import INPUT_NAME, OUTPUT_NAMES
+from csrinfer.contract.model_info import ModelInfo
 DEFAULT_OPSET = 18
 
 
@@ -124,3 +125,14 @@ def read_metadata(proto) -> dict:
         except json.JSONDecodeError:
             out[p.key] = p.value
     return out
+
+
+def read_model_info(path: str | os.PathLike) -> ModelInfo:
+    """The ModelInfo an exported ``.onnx`` carries (its weights are not loaded)."""
+    import onnx
+
+    proto = onnx.load(str(path), load_external_data=False)
+    weights = {t.name for t in proto.graph.initializer}
+    inputs = [(i.name, [d.dim_value if d.HasField("dim_value") else d.dim_param for d in i.type.tensor_type.shape.dim])
+              for i in proto.graph.input if i.name not in weights]
+    return ModelInfo.from_graph(read_metadata(proto), inputs, [o.name for o in proto.graph.output], str(path))

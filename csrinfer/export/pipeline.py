@@ -4,7 +4,9 @@ The engine is built from the graph TensorRT wants (csrinfer/export/tensorrt.py):
 plugin graph ``model.plugin.onnx`` (csrinfer/export/plugin_graph.py) unless ``plugin=False``, and
 the FP16 graph ``model.fp16.onnx`` (csrinfer/export/fp16.py) when asked for or when an FP16 engine is
 built (from that graph, strongly typed, on every TensorRT); ``model.onnx`` stays the standard graph
-ONNX Runtime runs.
+ONNX Runtime runs. For CPUs, ``model.int8.onnx`` is its calibrated QDQ INT8 form
+(csrinfer/export/int8.py) and ``model.xml``/``model.bin`` (``model.int8.xml``) its OpenVINO IR
+(csrinfer/runtime/backends/openvino.py).
 
 One function, :func:`export_model`, does the whole job for the CLI and for library users;
 its settings are one :class:`ExportOptions`, so a new export feature is a new field there, a
@@ -41,6 +43,10 @@ class ExportOptions:
         write_plugin: write the plugin graph even when no engine is built (``--plugin``).
         fp16_onnx: also write the FP16 graph ``model.fp16.onnx``; an FP16 engine is built from it.
         builder: keyword arguments of :func:`csrinfer.export.tensorrt.build_engine` (fp16, shapes, ...).
+        int8_calib: a COCO-format dataset folder: also write ``model.int8.onnx``, calibrated on
+            images of its ``calib_split`` (at least 16).
+        openvino: also write OpenVINO IR ``model.xml`` + ``model.bin`` (and ``model.int8.xml``
+            with ``int8_calib``).
     """
 
     out_dir: Path | None = None
@@ -54,6 +60,9 @@ class ExportOptions:
     write_plugin: bool = False
     fp16_onnx: bool = False
     builder: dict = field(default_factory=dict)
+    int8_calib: Path | None = None
+    calib_split: str = "train"
+    openvino: bool = False
 
 
 @dataclass
@@ -82,6 +91,10 @@ def export_model(checkpoint, options: ExportOptions | None = None, cfg=None) -> 
     size = options.input_size or cfg.input.export_size
     size = tuple(size) if isinstance(size, (tuple, list)) else (size,)
     _check(options, size, cfg.input.size_divisor)
+    if options.int8_calib is not None:  # a missing or too small dataset is said before the export's minutes
+        from csrinfer.export.int8 import calibration_files
+
+        calibration_files(options.int8_calib, options.calib_split)
     info = ModelInfo.from_config(cfg, input_size=None if options.dynamic else size,
                                  batch=None if options.dynamic else options.batch,
                                  precision="fp32", versions=producing_versions(("onnxscript", "onnxslim")))
@@ -92,6 +105,12 @@ def export_model(checkpoint, options: ExportOptions | None = None, cfg=None) -> 
     except (RuntimeError, ValueError, TypeError) as e:  # torch.export / onnx checker failures
         raise ExportError(f"export of {cfg.name} to ONNX failed ({first_line(e)})") from None
     result = ExportResult(onnx=onnx_path, info=info)
+    cpu_graphs = [onnx_path]
+    if options.int8_calib is not None:
+        cpu_graphs.append(int8_onnx_step(onnx_path, options))
+        result.graphs.append(cpu_graphs[-1])
+    if options.openvino:
+        result.graphs += [openvino_step(graph) for graph in cpu_graphs]
     building = options.engine and importlib.util.find_spec("tensorrt") is not None
     engine_graph = onnx_path
     if options.fp16_onnx or (building and _engine_wants_fp16_graph(options)):
@@ -124,7 +143,7 @@ def stale_products(out_dir: Path, result: ExportResult) -> list[str]:
 
         written |= {result.engine, sidecar_path(result.engine)}
     products = ("model.onnx", "model.fp16.onnx", "model.plugin.onnx", "model.fp16.plugin.onnx",
-                "model.plan", "model.plan.json")
+                "model.plan", "model.plan.json", "model.int8.onnx", "model.xml", "model.int8.xml")
     return [name for name in products if (out_dir / name).exists() and name not in {p.name for p in written}]
 
 
@@ -138,6 +157,28 @@ def fp16_onnx_step(model, path: Path, size, options: ExportOptions, info: ModelI
                                 simplify=options.simplify)
     except (RuntimeError, ValueError, TypeError) as e:
         raise ExportError(f"export of the FP16 graph failed ({first_line(e)})") from None
+
+
+def int8_onnx_step(onnx_path: Path, options: ExportOptions) -> Path:
+    """``model.int8.onnx``: the calibrated QDQ INT8 graph next to model.onnx."""
+    from csrinfer.export.int8 import quantize_int8
+
+    return quantize_int8(onnx_path, onnx_path.with_name("model.int8.onnx"), options.int8_calib, options.calib_split)
+
+
+def openvino_step(onnx_path: Path) -> Path:
+    """OpenVINO IR (``.xml`` + ``.bin``) of an exported graph, its metadata in the IR's rt_info."""
+    try:
+        import openvino  # noqa: F401
+    except ImportError:
+        raise BackendUnavailableError("--openvino needs OpenVINO (pip install 'csrinfer[openvino]')") from None
+    from csrinfer.export.onnx import read_model_info
+    from csrinfer.export.openvino import write_ir
+
+    try:
+        return write_ir(onnx_path, onnx_path.with_suffix(".xml"), read_model_info(onnx_path))
+    except RuntimeError as e:  # OpenVINO's conversion errors
+        raise ExportError(f"conversion of {onnx_path} to OpenVINO IR failed ({first_line(e)})") from None
 
 
 def plugin_onnx_step(graph_path: Path) -> tuple[Path | None, str | None]:

@@ -30,8 +30,9 @@ class Segmenter:
     """Instance segmentation with a checkpoint, an ONNX file, a TensorRT engine or a module.
 
     Args:
-        model: ``.pth``/``.pt`` (PyTorch), ``.onnx`` (ONNX Runtime), ``.plan``/``.engine``
-            (TensorRT), or an in-memory ``CSRD2SNet`` (give ``cfg=`` or ``class_names=``).
+        model: ``.pth``/``.pt`` (PyTorch), ``.onnx`` (ONNX Runtime, or OpenVINO with
+            ``runtime="openvino"``), ``.xml`` (OpenVINO IR), ``.plan``/``.engine`` (TensorRT), or an
+            in-memory ``CSRD2SNet`` (give ``cfg=`` or ``class_names=``).
         device: "cpu", "cuda", "cuda:N"; default: the best available for the backend.
         score_thr: keep only instances scoring above this (default: every instance the model
             returns; its graph has applied the model's own thresholds — by default category score
@@ -49,7 +50,8 @@ class Segmenter:
             Matrix NMS on the kept instances, on the backend's device). Off by default, as the
             paper's SOLOv2 setting, which keeps an object once per class it scores.
         **backend_options: passed to the backend (``cfg=``, ``class_names=`` for a module;
-            ``threads=`` for ONNX Runtime).
+            ``threads=`` for ONNX Runtime and OpenVINO; ``runtime="openvino"`` and
+            ``precision="f32"``/``"bf16"`` for OpenVINO, docs/cpu.md).
 
     ``predict`` and ``predict_batch`` may be called from several threads at once.
 

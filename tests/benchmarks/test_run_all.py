@@ -30,6 +30,11 @@ def load(name: str):
     return module
 
 
+# the variants a dry run on this CPU times (INT8 calibration is left out of it)
+RAN = ("pytorch_eager_fp32", "onnxruntime_cpu") + (
+    ("openvino_f32", "openvino_default") if importlib.util.find_spec("openvino") is not None else ())
+
+
 @pytest.fixture(scope="module")
 def dry_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("run_all")
@@ -42,9 +47,9 @@ def test_every_cell_and_stage_ran(dry_run):
     rc, report, out = dry_run
     assert rc == 0 and report["errors"] == {}
     cells = {(r["variant"], r["input_name"], r["batch"]) for r in report["speed"]}
-    assert cells == {(v, size, b) for v in ("pytorch_eager_fp32", "onnxruntime_cpu") for size in ("128x96", "64x64")
-                     for b in (1, 2)}
+    assert cells == {(v, size, b) for v in RAN for size in ("128x96", "64x64") for b in (1, 2)}
     skipped = {s["what"]: s["reason"] for s in report["skipped"]}
+    assert "dry run" in skipped["onnxruntime_int8_cpu"] and "dry run" in skipped["openvino_int8"]
     assert "CUDA" in skipped["pytorch_fast_fp16"] and "TensorRT" in skipped["tensorrt_fp16"]
     assert (out / "dry.md").read_text().startswith("# csrinfer benchmarks")
     assert (out / "dry.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -100,7 +105,7 @@ def test_floor_and_efficiency(dry_run):
         assert row["compute_floor_ms"] == pytest.approx(
             row["flops"] / floor["peaks"]["matmul_fp32_flops"] * 1e3)
     assert {(e["variant"], e["batch"]) for e in floor["efficiency"]} == {
-        (v, b) for v in ("pytorch_eager_fp32", "onnxruntime_cpu") for b in (1, 2)}
+        (v, b) for v in RAN for b in (1, 2)}
     for e in floor["efficiency"]:
         row = next(r for r in report["speed"] if r["variant"] == e["variant"] and r["batch"] == e["batch"]
                    and r["input_name"] == floor["input"])
@@ -111,7 +116,7 @@ def test_floor_and_efficiency(dry_run):
 def test_budget_skips_and_says_so(tmp_path):
     run_all = load("run_all")
     rc = run_all.main(["--dry-run", "--out", str(tmp_path), "--machine", "tiny", "--budget-s", "0.001",
-                       "--skip", "onnxruntime_cpu", "tables", "floor"])
+                       "--skip", "onnxruntime_cpu", "openvino_f32", "openvino_default", "tables", "floor"])
     report = json.loads((tmp_path / "tiny.json").read_text())
     assert rc == 0 and report["errors"] == {}
     # nothing left: every cell is skipped, each with its reason

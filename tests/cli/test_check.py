@@ -28,3 +28,13 @@ def test_json_report_on_given_images_lists_unreadable_ones(tmp_path, small_ckpt,
     assert report["mask_iou_min"] >= 0.99 and not report["passed"]
     assert len(report["failures"]) == 1 and "b.jpg is not an image file" in report["failures"][0]
 
+
+
+def test_runtime_applies_to_the_model_compared_against(small_onnx, capsys):
+    import pytest
+
+    pytest.importorskip("openvino", reason="OpenVINO is not installed (pip install 'csrinfer[openvino]')")
+    assert main(["check", "--model", str(small_onnx), "--against", str(small_onnx), "--runtime", "openvino",
+                 "--precision", "f32"]) == 0
+    out = capsys.readouterr().out
+    assert "(ONNX Runtime) vs" in out and "(OpenVINO)" in out and "PASS" in out

@@ -52,3 +52,38 @@ def test_plugin_and_no_plugin_together_are_refused(capsys):
 def test_a_dynamic_graph_with_an_input_size_is_refused(capsys):
     assert main(["export", "--model", "m.pth", "--dynamic", "--input-size", "640x640"]) == 2
     assert "--input-size fixes a static graph's size and a --dynamic graph takes any size" in capsys.readouterr().err
+
+
+def test_int8_and_openvino_files_describe_themselves(tmp_path, small_ckpt, capsys):
+    pytest.importorskip("openvino", reason="OpenVINO is not installed (pip install 'csrinfer[openvino]')")
+    from csrinfer import Segmenter
+    from csrinfer.data.synthetic import write_synthetic
+    from csrinfer.export.int8 import MIN_CALIB_IMAGES
+
+    data = write_synthetic(tmp_path / "shapes", n_train=MIN_CALIB_IMAGES, n_val=1, seed=2)
+    out_dir = tmp_path / "out"
+    assert main(["export", "--ckpt", str(small_ckpt), "--out", str(out_dir), "--input-size", "64x96",
+                 "--int8", "--calib", str(data), "--openvino", "--onnx-only"]) == 0
+    printed = capsys.readouterr().out
+    for name in ("model.int8.onnx", "model.xml", "model.int8.xml"):
+        assert f"wrote {out_dir / name}" in printed
+    assert (out_dir / "model.bin").is_file() and (out_dir / "model.int8.bin").is_file()
+    fp32, int8 = Segmenter(out_dir / "model.xml"), Segmenter(out_dir / "model.int8.xml")
+    assert fp32.backend.name == int8.backend.name == "OpenVINO"
+    assert (fp32.info.precision, int8.info.precision) == ("fp32", "int8")
+    assert int8.info.input_size == (64, 96) and int8.class_names == fp32.class_names
+
+
+@pytest.mark.parametrize("flags", [["--int8"], ["--calib", "somewhere"]])
+def test_int8_and_calib_go_together(flags, small_ckpt, capsys):
+    assert main(["export", "--ckpt", str(small_ckpt), *flags]) == 2
+    assert "--int8 needs --calib DIR" in capsys.readouterr().err
+
+
+def test_too_few_calibration_images_is_said_before_the_export(tmp_path, small_ckpt, capsys):
+    from csrinfer.data.synthetic import write_synthetic
+
+    data = write_synthetic(tmp_path / "few", n_train=2, n_val=1, seed=2)
+    assert main(["export", "--ckpt", str(small_ckpt), "--out", str(tmp_path / "out"), "--int8", "--calib", str(data)]) == 2
+    assert "INT8 calibration needs at least 16" in capsys.readouterr().err
+    assert not (tmp_path / "out" / "model.onnx").exists()

@@ -2,7 +2,9 @@
 
 ``load_backend(path_or_model, device)`` is what ``Segmenter`` calls. The table maps a suffix
 to the module and class that runs it; modules are imported only when their format is used,
-so ``import csrinfer`` never needs onnxruntime or TensorRT.
+so ``import csrinfer`` never needs onnxruntime, OpenVINO or TensorRT. A file that more than one
+runtime can run (``.onnx``: ONNX Runtime or OpenVINO) takes ``runtime=`` to pick another than
+its suffix's default.
 """
 
 from __future__ import annotations
@@ -15,7 +17,10 @@ from csrinfer.errors import BackendUnavailableError, ConfigError, ModelFileError
 from csrinfer.contract.graph import INPUT_NAME, OUTPUT_NAMES
 from csrinfer.runtime.backends.base import Backend
 
-__all__ = ["Backend", "BACKENDS", "INPUT_NAME", "OUTPUT_NAMES", "backend_for", "load_backend", "read_model_info"]
+__all__ = ["Backend", "BACKENDS", "INPUT_NAME", "OUTPUT_NAMES", "RUNTIMES", "backend_for", "load_backend",
+           "read_model_info"]
+
+OPENVINO = ("csrinfer.runtime.backends.openvino", "OpenVINOBackend", "OpenVINO (pip install 'csrinfer[openvino]')")
 
 # suffix -> (module, class name, what to install when the module cannot be imported)
 BACKENDS = {
@@ -24,16 +29,31 @@ BACKENDS = {
     ".onnx": ("csrinfer.runtime.backends.onnxruntime", "OnnxRuntimeBackend", "onnxruntime"),
     ".plan": ("csrinfer.runtime.backends.tensorrt", "TensorRTBackend", "TensorRT (pip install 'csrinfer[trt]')"),
     ".engine": ("csrinfer.runtime.backends.tensorrt", "TensorRTBackend", "TensorRT (pip install 'csrinfer[trt]')"),
+    ".xml": OPENVINO,
+}
+
+# runtime= names -> (backend, the suffixes it runs)
+RUNTIMES = {
+    "onnxruntime": (BACKENDS[".onnx"], (".onnx",)),
+    "openvino": (OPENVINO, (".onnx", ".xml")),
 }
 
 
-def backend_for(path) -> type[Backend]:
-    """The backend class for a model file, from its suffix."""
+def backend_for(path, runtime: str | None = None) -> type[Backend]:
+    """The backend class for a model file: ``runtime``'s ("onnxruntime", "openvino"), else its
+    suffix's."""
     suffix = Path(path).suffix.lower()
     if suffix not in BACKENDS:
         raise ModelFileError(f"model file {path} has an unknown suffix '{suffix}'; "
                              f"use one of {', '.join(BACKENDS)}")
-    module_name, class_name, needs = BACKENDS[suffix]
+    entry = BACKENDS[suffix]
+    if runtime is not None:
+        if runtime not in RUNTIMES:
+            raise ConfigError(f"unknown runtime '{runtime}'; use one of {', '.join(RUNTIMES)}")
+        entry, suffixes = RUNTIMES[runtime]
+        if suffix not in suffixes:
+            raise ConfigError(f"runtime '{runtime}' runs {' and '.join(suffixes)} files, not {path}")
+    module_name, class_name, needs = entry
     try:
         module = importlib.import_module(module_name)
     except ImportError as e:
@@ -42,11 +62,13 @@ def backend_for(path) -> type[Backend]:
     return getattr(module, class_name)
 
 
-def load_backend(path_or_model, device: str | None = None, **options) -> Backend:
+def load_backend(path_or_model, device: str | None = None, runtime: str | None = None, **options) -> Backend:
     """A ready backend for a model file or an in-memory ``torch.nn.Module``.
 
-    ``options`` go to the backend's constructor (e.g. ``cfg=`` for a module, ``threads=`` for
-    ONNX Runtime).
+    ``runtime``: "onnxruntime" or "openvino" for an ``.onnx`` file (default: its suffix's,
+    ONNX Runtime for ``.onnx``, OpenVINO for ``.xml``). ``options`` go to the backend's
+    constructor (e.g. ``cfg=`` for a module, ``threads=`` for ONNX Runtime, ``precision=`` for
+    OpenVINO).
     """
     if isinstance(path_or_model, Backend):
         return path_or_model
@@ -54,13 +76,15 @@ def load_backend(path_or_model, device: str | None = None, **options) -> Backend
         import torch
 
         if not isinstance(path_or_model, torch.nn.Module):
-            raise ModelFileError(f"model must be a model file path (.pth, .onnx, .plan) or a CSRD2SNet, "
+            raise ModelFileError(f"model must be a model file path (.pth, .onnx, .plan, .xml) or a CSRD2SNet, "
                                  f"not {path_or_model!r:.60}")
         from csrinfer.runtime.backends.torch import TorchBackend
 
+        if runtime is not None:
+            raise ConfigError(f"runtime='{runtime}' is for model files; an in-memory model runs on PyTorch")
         return TorchBackend(path_or_model, device=device, **_known_options(TorchBackend, options))
     path = Path(path_or_model)
-    cls = _backend_of_existing(path)
+    cls = _backend_of_existing(path, runtime)
     return cls(path, device=device, **_known_options(cls, options))
 
 
@@ -71,8 +95,8 @@ def read_model_info(path):
     return _backend_of_existing(path).read_info(path)
 
 
-def _backend_of_existing(path: Path) -> type[Backend]:
-    cls = backend_for(path)  # the suffix first: a wrong kind of file says so even if missing
+def _backend_of_existing(path: Path, runtime: str | None = None) -> type[Backend]:
+    cls = backend_for(path, runtime)  # the suffix first: a wrong kind of file says so even if missing
     if not path.exists():
         raise ModelFileError(f"model file {path} does not exist")
     if path.is_dir():

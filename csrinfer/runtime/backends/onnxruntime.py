@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from csrinfer.errors import BackendUnavailableError, ModelFileError, first_line
-from csrinfer.contract.graph import INPUT_NAME, OUTPUT_NAMES
+from csrinfer.contract.graph import INPUT_NAME
 from csrinfer.devices import parse_device
 from csrinfer.runtime.backends.base import Backend
 from csrinfer.contract.model_info import ModelInfo
@@ -64,7 +64,7 @@ class OnnxRuntimeBackend(Backend):
             options.intra_op_num_threads = int(threads)
         options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
         self.session = _open_session(path, options, providers)
-        self.info = _info_of_graph(self.session.get_modelmeta().custom_metadata_map,
+        self.info = ModelInfo.from_graph(self.session.get_modelmeta().custom_metadata_map,
                                    [(i.name, i.shape) for i in self.session.get_inputs()],
                                    [o.name for o in self.session.get_outputs()], str(path))
         self._output_names = [o.name for o in self.session.get_outputs()]
@@ -81,7 +81,7 @@ class OnnxRuntimeBackend(Backend):
         inputs = [(i.name, [d.dim_value if d.HasField("dim_value") else d.dim_param
                             for d in i.type.tensor_type.shape.dim])
                   for i in proto.graph.input if i.name not in weights]
-        return _info_of_graph({p.key: p.value for p in proto.metadata_props}, inputs,
+        return ModelInfo.from_graph({p.key: p.value for p in proto.metadata_props}, inputs,
                               [o.name for o in proto.graph.output], str(path))
 
     def infer(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -122,17 +122,3 @@ def _has_plugin_nodes(path: Path) -> bool:
     except Exception:  # noqa: BLE001 - not ONNX at all: InferenceSession says so in its own words
         return False
     return any(node.op_type == OP_TYPE for node in graph.node)
-
-
-def _info_of_graph(metadata: Mapping[str, str], inputs: list[tuple[str, list]], outputs: list[str],
-                   source: str) -> ModelInfo:
-    """ModelInfo from a graph's metadata, its (input name, shape) pairs and output names."""
-    info = ModelInfo.from_metadata(metadata, source)
-    if [name for name, _ in inputs] != [INPUT_NAME] or sorted(outputs) != sorted(OUTPUT_NAMES):
-        raise ModelFileError(f"{source} has inputs {[name for name, _ in inputs]} and outputs {outputs}; "
-                             f"expected ['{INPUT_NAME}'] and {list(OUTPUT_NAMES)}")
-    # The graph's own input shape is the truth about what is static (ints) or dynamic (names).
-    b, _, h, w = inputs[0][1]
-    static = lambda v: isinstance(v, int) and v > 0  # noqa: E731
-    return info.replace(batch=b if static(b) else None,
-                        input_size=(h, w) if static(h) and static(w) else None)
