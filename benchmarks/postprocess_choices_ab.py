@@ -57,12 +57,43 @@ def differ(a, b) -> dict:
             "max_score_diff": float((sa[:, :n] - sb[:, :n]).abs().max()) if n else 0.0}
 
 
+def mask_ap_each_way(args, cfg, cells: int) -> dict:
+    """Mask AP (%) of the val split as csrinfer post-processes, with the probability comparison,
+    and with every (cell, class) a candidate (a copy of the checkpoint whose nms_pre is all)."""
+    import tempfile
+
+    import torch as _torch
+
+    from csrinfer.checkpoint import read_checkpoint
+    from csrinfer.evaluation import METRICS, evaluate_checkpoint
+
+    def ap(model_file, out):
+        report = evaluate_checkpoint(model_file, args.data, "val", out=out, device="cpu", progress=False)
+        return {k: None if report[k] is None else round(100 * report[k], 2) for k in METRICS}
+
+    with tempfile.TemporaryDirectory() as tmp:
+        runs = {"csrinfer": ap(args.ckpt, Path(tmp) / "a.json")}
+        real = pp.points_nms
+        pp.points_nms = points_nms_on_probabilities
+        try:
+            runs["local_max_on_probabilities"] = ap(args.ckpt, Path(tmp) / "b.json")
+        finally:
+            pp.points_nms = real
+        payload = read_checkpoint(args.ckpt)
+        payload["config"]["inference"]["nms_pre"] = cells
+        every = Path(tmp) / "every_candidate.pth"
+        _torch.save(payload, every)
+        runs["every_cell_a_candidate"] = ap(every, Path(tmp) / "c.json")
+    return runs
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--ckpt", required=True)
     p.add_argument("--data", required=True, help="COCO-format folder; its val images are used")
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--limit", type=int, default=None, help="at most this many val images")
+    p.add_argument("--ap", action="store_true", help="also mask AP of the whole val split, each way")
     args = p.parse_args(argv)
     torch.set_num_threads(2)
     model, cfg, _ = load_checkpoint(args.ckpt)
@@ -103,6 +134,8 @@ def main(argv=None) -> int:
         "machine": f"{cpu_name()}, CPU", "loadavg": [round(v, 2) for v in os.getloadavg()], "date": now_iso(),
         "command": command_line(),
     }
+    if args.ap:
+        result["mask_ap"] = mask_ap_each_way(args, cfg, cells)
     atomic.write_json(args.out, result)
     print(result)
     return 0
