@@ -426,7 +426,8 @@ def breakdown(device, args, clock: Clock) -> dict:
         parts = {"backbone": lambda: net.backbone(x), "neck": lambda: net.neck(feats), "head": lambda: net.head(neck),
                  "in_graph_postprocess": lambda: postprocess(
                      [p.float() for p in head.cate_preds], [k.float() for k in head.kernel_preds],
-                     head.mask_feats.float(), net.grid_strides, **net.inference),
+                     head.mask_feats.float(), net.min_mask_areas, mask_stride=net.stride,
+                     **net.inference),
                  "whole_eager": lambda: fast(images)}
         res["eager_parts_ms"] = {name: statistics.median(clock.times(fn, runs)) for name, fn in parts.items()}
         if gpu:

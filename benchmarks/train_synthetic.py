@@ -64,6 +64,32 @@ def machine() -> dict:
                 python=platform.python_version())
 
 
+class LoadSampler:
+    """The 1-minute load average once a minute while training runs (the machine may be shared)."""
+
+    def __init__(self, every: float = 60.0):
+        import threading
+
+        self.every, self.samples, self._done = every, [], threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        while not self._done.wait(self.every):
+            self.samples.append(round(os.getloadavg()[0], 2))
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._done.set()
+        self._thread.join()
+
+    def summary(self) -> dict:
+        s = sorted(self.samples)
+        return {"samples": self.samples, "median": s[len(s) // 2] if s else None}
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     import torch
@@ -87,7 +113,9 @@ def main(argv=None) -> int:
     cfg = load_config(args.config)
     load_start = os.getloadavg()
     t = time.time()
-    final = train(cfg, data, work / "run", max_minutes=args.minutes, device="cpu", fit_to_time=True)
+    load_during = LoadSampler()
+    with load_during:
+        final = train(cfg, data, work / "run", max_minutes=args.minutes, device="cpu", fit_to_time=True)
     train_seconds = time.time() - t
     load_end = os.getloadavg()
     meta = read_checkpoint(final)["meta"]
@@ -107,6 +135,8 @@ def main(argv=None) -> int:
             "fitted_iterations": meta["total_iters"],
             "epochs": round(meta["epoch"], 2),
             "images_seen": meta["iteration"] * cfg.train.batch_size,
+            # the backbone warm-up: steps done of those configured, and what cut it (time budget)
+            "warmup": meta.get("warmup"),
             "threads": args.threads,
             "autocast": str(autocast_dtype(torch.device("cpu"), cfg.train.amp)),
         },
@@ -118,6 +148,7 @@ def main(argv=None) -> int:
         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
         "loadavg_start": [round(v, 2) for v in load_start],
         "loadavg_end": [round(v, 2) for v in load_end],
+        "loadavg_1min_during_training": load_during.summary(),
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "command": " ".join(shlex.quote(a) for a in [sys.executable, *sys.argv]),
     }

@@ -59,8 +59,11 @@ class ModelConfig:
     scale_ranges: list[list[int]] = field(
         default_factory=lambda: [[1, 96], [48, 192], [96, 384], [192, 768], [384, 2048]]
     )
-    # Stride each grid stands for (SOLOv2's FPN levels); used for the small-mask filter.
-    grid_strides: list[int] = field(default_factory=lambda: [8, 8, 16, 32, 32])
+    # Small-mask filter, per grid, in pixels of the network *input* (padded image): a candidate
+    # is kept when its binary mask covers more than this area. SOLOv2 drops masks with no more
+    # pixels than their level's stride (8, 8, 16, 32, 32) on its stride-4 mask branch, i.e.
+    # 16 x stride input pixels; our masks are stride-8, so the filter counts mask pixels x 64.
+    min_mask_input_area: list[int] = field(default_factory=lambda: [128, 128, 256, 512, 512])
 
     @property
     def mask_stride(self) -> int:
@@ -226,6 +229,7 @@ def config_from_dict(data: dict, where: str = "config") -> Config:
         raise ConfigError(f"{where} must be a mapping of sections (model:, input:, train:, ...), "
                           f"not a {type(data).__name__}")
     data = dict(data or {})
+    _read_legacy_keys(data)
     classes = data.get("classes")
     if classes is None or classes == "coco":
         data["classes"] = list(COCO_CLASSES)
@@ -237,11 +241,26 @@ def config_from_dict(data: dict, where: str = "config") -> Config:
     return cfg
 
 
+def _read_legacy_keys(data: dict) -> None:
+    """Configs written before issue 20 (older YAML files and checkpoints) name the small-mask
+    filter by SOLOv2's level strides, ``model.grid_strides``; the input area SOLOv2 means by a
+    stride s is 16 x s (s pixels of its stride-4 masks)."""
+    model = data.get("model")
+    if isinstance(model, dict) and "grid_strides" in model and "min_mask_input_area" not in model:
+        model = dict(model)
+        strides = model.pop("grid_strides")
+        if isinstance(strides, list) and all(isinstance(s, int) and not isinstance(s, bool) for s in strides):
+            model["min_mask_input_area"] = [16 * s for s in strides]
+        else:
+            model["min_mask_input_area"] = strides  # refused by the type check with its name
+        data["model"] = model
+
+
 def check_values(cfg: Config, where: str = "config") -> None:
     """Refuse values the network or the training loop cannot use, naming the field, so that a
     typo in a YAML file is one sentence when it is read rather than a shape error mid-run."""
     m, i, inf, t = cfg.model, cfg.input, cfg.inference, cfg.train
-    grids = (len(m.num_grids), len(m.scale_ranges), len(m.grid_strides))
+    grids = (len(m.num_grids), len(m.scale_ranges), len(m.min_mask_input_area))
     widths = {"head_channels": m.head_channels, "mask_channels": m.mask_channels, "kernel_dim": m.kernel_dim}
     ids = cfg.category_ids
     rules = [
@@ -253,9 +272,10 @@ def check_values(cfg: Config, where: str = "config") -> None:
         (m.num_classes >= 1, f"model.num_classes must be at least 1, got {m.num_classes}"),
         (len(ids) == m.num_classes and len(set(ids)) == len(ids) and min(ids, default=0) >= 0,
          f"category_ids needs {m.num_classes} different non-negative ids, one per class, got {ids}"),
-        (grids[0] >= 1 and len(set(grids)) == 1, "model.num_grids, model.scale_ranges and model.grid_strides "
+        (grids[0] >= 1 and len(set(grids)) == 1, "model.num_grids, model.scale_ranges and model.min_mask_input_area "
                                                  f"need one entry per grid, got {grids[0]}, {grids[1]} and {grids[2]}"),
-        (all(s >= 1 for s in m.num_grids + m.grid_strides), "model.num_grids and model.grid_strides must be positive"),
+        (all(s >= 1 for s in m.num_grids), "model.num_grids must be positive"),
+        (all(a >= 0 for a in m.min_mask_input_area), "model.min_mask_input_area must not be negative"),
         (all(len(r) == 2 and 0 <= r[0] < r[1] for r in m.scale_ranges),
          f"model.scale_ranges must be [low, high] pairs with low < high, got {m.scale_ranges}"),
         (m.norm_groups >= 1 and all(w % m.norm_groups == 0 for w in widths.values()),

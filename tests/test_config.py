@@ -32,7 +32,23 @@ def test_small_config_is_small_and_consistent():
     cfg = load_config(MODELS / "csr_d2s_r18_small.yaml")
     m = cfg.model
     assert m.backbone == "resnet18" and len(cfg.classes) == m.num_classes
-    assert len(m.num_grids) == len(m.scale_ranges) == len(m.grid_strides)
+    assert len(m.num_grids) == len(m.scale_ranges) == len(m.min_mask_input_area)
+
+
+def test_the_small_mask_filter_is_solov2s_in_input_pixels():
+    # SOLOv2: more pixels than the level's stride (8, 8, 16, 32, 32) on stride-4 masks, each
+    # pixel 4 x 4 input pixels: 16 x 8 = 128, 16 x 16 = 256, 16 x 32 = 512.
+    assert Config().model.min_mask_input_area == [128, 128, 256, 512, 512]
+
+
+def test_configs_that_name_the_filter_by_level_strides_still_load(tmp_path):
+    # Checkpoints and YAML files written before the key was renamed say `grid_strides`.
+    path = tmp_path / "old.yaml"
+    path.write_text("model:\n  grid_strides: [8, 8, 16, 32, 32]\n")
+    assert load_config(path).model.min_mask_input_area == [128, 128, 256, 512, 512]
+    path.write_text("model:\n  grid_strides: [8, fast]\n")
+    with pytest.raises(ConfigError, match="min_mask_input_area"):
+        load_config(path)
 
 
 @pytest.mark.parametrize("text,fragment", [
@@ -49,6 +65,7 @@ def test_small_config_is_small_and_consistent():
     ("model: {csr: true\n", "is not valid YAML"),
     # values: refused when read, not as a shape error mid-run
     ("model:\n  num_grids: [40, 36, 24, 16]\n", "need one entry per grid, got 4, 5 and 5"),
+    ("model:\n  min_mask_input_area: [128, 128, 256, 512, -1]\n", "min_mask_input_area must not be negative"),
     ("model:\n  head_channels: 100\n", "must be multiples of model.norm_groups (32)"),
     ("model:\n  scale_ranges: [[96, 1], [48, 192], [96, 384], [192, 768], [384, 2048]]\n", "low < high"),
     ("input:\n  size_divisor: 16\n", "input.size_divisor must be a multiple of 32"),

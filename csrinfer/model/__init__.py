@@ -32,7 +32,7 @@ def build_model(cfg: Config, pretrained: bool | None = None) -> CSRD2SNet:
     neck = Neck(backbone.out_channels, m.neck_channels, csr=csr, d2s=m.d2s)
     head = SOLOv2Head(m.neck_channels, m.num_classes, m.head_channels, m.head_convs, m.kernel_dim,
                       m.mask_channels, m.num_grids, m.norm_groups)
-    return CSRD2SNet(backbone, neck, head, cfg.input.mean, cfg.input.std, m.grid_strides,
+    return CSRD2SNet(backbone, neck, head, cfg.input.mean, cfg.input.std, m.min_mask_input_area,
                      dataclasses.asdict(cfg.inference))
 
 
@@ -48,5 +48,5 @@ def build_solov2(cfg: Config, pretrained: bool | None = None) -> SOLOv2:
     neck = FPN(backbone.out_channels, m.neck_channels, m.fpn_extra)
     head = SOLOv2FPNHead(m.neck_channels, m.num_classes, m.head_channels, m.head_convs, m.kernel_dim,
                          m.mask_channels, m.num_grids, m.norm_groups)
-    return SOLOv2(backbone, neck, head, cfg.input.mean, cfg.input.std, m.grid_strides,
+    return SOLOv2(backbone, neck, head, cfg.input.mean, cfg.input.std, m.min_mask_input_area,
                   dataclasses.asdict(cfg.inference))

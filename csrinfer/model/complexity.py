@@ -31,7 +31,8 @@ def count_flops(model: CSRD2SNet, height: int, width: int) -> dict[str, int]:
     with FlopCounterMode(display=False) as net_counter:
         out = meta(torch.zeros(1, 3, h, w, device="meta"))
     with FlopCounterMode(display=False) as post_counter:
-        postprocess(out.cate_preds, out.kernel_preds, out.mask_feats, meta.grid_strides, **meta.inference)
+        postprocess(out.cate_preds, out.kernel_preds, out.mask_feats, meta.min_mask_areas, mask_stride=meta.stride,
+                    **meta.inference)
     return {"network": net_counter.get_total_flops(), "postprocess": post_counter.get_total_flops(),
             "height": h, "width": w}
 

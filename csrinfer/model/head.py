@@ -1,8 +1,10 @@
 """The segmentation head (paper §III, Fig. 1): SOLOv2-style kernel, category and mask branches.
 
 All branches read the single stride-8 feature F of the neck. For each grid S of
-``num_grids`` the kernel and category branches run on F resized to S x S (the kernel branch
-with two CoordConv channels), giving per-cell class logits and E-dimensional dynamic kernels.
+``num_grids`` the kernel and category branches run on F resized to S x S, giving per-cell class
+logits and E-dimensional dynamic kernels. The kernel branch also reads two CoordConv channels,
+appended to F *before* the resize as mmdetection's SOLOv2 does (so a grid's edge cells see
+about +-0.98, not +-1); the category branch reads the resized F without them.
 The mask branch turns F into E mask-feature maps; an instance's mask logits are its kernel
 dotted with them (a 1x1 dynamic convolution, i.e. a matmul; Fig. 1's ⊛).
 """
@@ -125,8 +127,9 @@ class SOLOv2Head(nn.Module):
     def forward(self, feature: torch.Tensor) -> HeadOutputs:
         """feature: [B, C, H/8, W/8] -> HeadOutputs."""
         cate_preds, kernel_preds = [], []
+        feature_xy = with_coords(feature)
         for s in self.num_grids:
-            resized = F.interpolate(feature, size=(s, s), mode="bilinear", align_corners=False)
-            kernel_preds.append(self.kernel_out(self.kernel_convs(with_coords(resized))))
-            cate_preds.append(self.cate_out(self.cate_convs(resized)))
+            resized = F.interpolate(feature_xy, size=(s, s), mode="bilinear", align_corners=False)
+            kernel_preds.append(self.kernel_out(self.kernel_convs(resized)))
+            cate_preds.append(self.cate_out(self.cate_convs(resized[:, :-2])))
         return HeadOutputs(cate_preds, kernel_preds, self.mask_branch(feature))

@@ -25,7 +25,8 @@ class CSRD2SNet(nn.Module):
         head: ``SOLOv2Head``.
         mean, std: per-channel RGB normalisation applied inside the network, so every backend
             takes the same 0-255 input.
-        grid_strides: stride each head grid stands for (small-mask filter).
+        min_mask_areas: per head grid, the input area a kept mask must exceed (SOLOv2's
+            small-mask filter in input pixels, ``ModelConfig.min_mask_input_area``).
         inference: keyword arguments of :func:`csrinfer.model.postprocess.postprocess`.
     """
 
@@ -33,12 +34,12 @@ class CSRD2SNet(nn.Module):
 
     def __init__(self, backbone: nn.Module, neck: Neck, head: SOLOv2Head,
                  mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD,
-                 grid_strides: Sequence[int] = (8, 8, 16, 32, 32), inference: dict | None = None):
+                 min_mask_areas: Sequence[float] = (128, 128, 256, 512, 512), inference: dict | None = None):
         super().__init__()
         self.backbone, self.neck, self.head = backbone, neck, head
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
-        self.grid_strides = tuple(grid_strides)
+        self.min_mask_areas = tuple(min_mask_areas)
         self.inference = dict(inference or {})
 
     def forward(self, images: torch.Tensor) -> HeadOutputs:
@@ -52,4 +53,5 @@ class CSRD2SNet(nn.Module):
         (an FP16 network's mask logits would lose the maskness and Matrix NMS comparisons)."""
         out = self(images)
         return postprocess([p.float() for p in out.cate_preds], [k.float() for k in out.kernel_preds],
-                           out.mask_feats.float(), self.grid_strides, **self.inference)
+                           out.mask_feats.float(), self.min_mask_areas, mask_stride=self.stride,
+                           **self.inference)

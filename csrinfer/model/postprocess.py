@@ -7,8 +7,9 @@ instances rather than raw grids:
 1. local-maximum filter on each grid and sigmoid category scores (``points_nms``);
 2. TopK ``nms_pre`` (cell, class) candidates over all grids;
 3. their masks by the dynamic 1x1 kernels (a batched matmul);
-4. drop candidates under ``score_thr`` or with a mask no larger than their grid's stride,
-   rescore by maskness (mean probability inside the binarised mask);
+4. drop candidates under ``score_thr`` or whose binary mask covers no more than their grid's
+   ``min_mask_areas`` pixels of the input (SOLOv2's small-mask filter, see below), rescore by
+   maskness (mean probability inside the binarised mask);
 5. Matrix NMS (``matrix_nms``), drop decayed scores under ``filter_thr``, keep the top
    ``max_per_img``.
 
@@ -16,6 +17,12 @@ Dropped and padded entries have score 0, so every output has a fixed size. Step 
 before the score cut (mmdetection cuts first and takes ``nms_pre`` after rescoring) because a
 graph needs a fixed candidate count; the candidates are the same whenever at most ``nms_pre``
 of them score above ``score_thr``.
+
+The small-mask filter is SOLOv2's in input-area terms: mmdetection drops a mask with no more
+pixels than its level's stride (8, 8, 16, 32, 32) counted on its stride-4 mask branch, that is
+no more than 16 x stride input pixels (128, 128, 256, 512, 512). Our masks are at stride
+``mask_stride`` (8), so each mask pixel stands for 64 input pixels and the same limit is a
+quarter of the reference's pixel counts (2, 2, 4, 8, 8 mask pixels).
 """
 
 from __future__ import annotations
@@ -77,15 +84,17 @@ def _gather_rows(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
 
 
 def postprocess(cate_preds: Sequence[torch.Tensor], kernel_preds: Sequence[torch.Tensor],
-                mask_feats: torch.Tensor, grid_strides: Sequence[int], score_thr: float = 0.1,
+                mask_feats: torch.Tensor, min_mask_areas: Sequence[float], score_thr: float = 0.1,
                 nms_pre: int = 500, mask_thr: float = 0.5, nms_kernel: str = "gaussian",
                 nms_sigma: float = 2.0, filter_thr: float = 0.05, max_per_img: int = 100,
                 cell_scores: Callable[[torch.Tensor], torch.Tensor] = points_nms,
-                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                mask_stride: int = 8) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Head outputs -> final instances.
 
     ``cell_scores`` turns each grid's logits into local-maximum-filtered probabilities
     (:func:`points_nms`; the SOLOv2 family passes mmdetection's filter on probabilities).
+    ``min_mask_areas``: per grid, the input area (pixels of the network input) a candidate's
+    binary mask must exceed; ``mask_stride``: input pixels per mask pixel along each side.
 
     Returns:
         scores: float [B, K] (0 for empty slots), sorted descending.
@@ -96,9 +105,9 @@ def postprocess(cate_preds: Sequence[torch.Tensor], kernel_preds: Sequence[torch
     cells = [p.shape[-2] * p.shape[-1] for p in cate_preds]
     probs = torch.cat([cell_scores(p).flatten(2) for p in cate_preds], dim=2)  # [B, C, N]
     kernels = torch.cat([k.flatten(2) for k in kernel_preds], dim=2).transpose(1, 2)  # [B, N, E]
-    stride_of_cell = torch.cat([
-        torch.full((n,), float(s), device=mask_feats.device, dtype=mask_feats.dtype)
-        for n, s in zip(cells, grid_strides)
+    min_area_of_cell = torch.cat([
+        torch.full((n,), float(a), device=mask_feats.device, dtype=mask_feats.dtype)
+        for n, a in zip(cells, min_mask_areas)
     ])
 
     # Candidates: best (cell, class) pairs; flattened as cell * C + class.
@@ -112,7 +121,8 @@ def postprocess(cate_preds: Sequence[torch.Tensor], kernel_preds: Sequence[torch
     mask_probs = mask_probs.flatten(2)  # [B, P, M]
     binary = (mask_probs > mask_thr).to(mask_probs.dtype)
     areas = binary.sum(dim=2)
-    valid = (cand_scores > score_thr) & (areas > stride_of_cell[cand_cells])
+    input_areas = areas * float(mask_stride * mask_stride)
+    valid = (cand_scores > score_thr) & (input_areas > min_area_of_cell[cand_cells])
     maskness = (mask_probs * binary).sum(dim=2) / areas.clamp(min=1.0)
     rescored = torch.where(valid, cand_scores * maskness, torch.zeros_like(cand_scores))
 

@@ -38,8 +38,8 @@ def points_nms_probabilities(logits: torch.Tensor) -> torch.Tensor:
 class SOLOv2(CSRD2SNet):
     """SOLOv2: backbone returning (C2..C5), an FPN returning (P2..P6), a ``SOLOv2FPNHead``.
 
-    Args are those of :class:`CSRD2SNet`; ``grid_strides`` are the reference's ``strides``
-    (8, 8, 16, 32, 32), compared with mask areas counted at stride 4.
+    Args are those of :class:`CSRD2SNet`; ``min_mask_areas`` are input areas, 16 x the
+    reference's ``strides`` (8, 8, 16, 32, 32), which it compares with mask pixels counted at stride 4.
     """
 
     stride = 4  # of the mask features and of the output masks
@@ -48,5 +48,6 @@ class SOLOv2(CSRD2SNet):
         """images float [B, 3, H, W] RGB 0-255 -> (scores [B,K], labels [B,K], masks [B,K,H/4,W/4])."""
         out = self(images)
         return postprocess([p.float() for p in out.cate_preds], [k.float() for k in out.kernel_preds],
-                           out.mask_feats.float(), self.grid_strides, cell_scores=points_nms_probabilities,
+                           out.mask_feats.float(), self.min_mask_areas, mask_stride=self.stride,
+                           cell_scores=points_nms_probabilities,
                            **self.inference)

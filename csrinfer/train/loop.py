@@ -6,7 +6,9 @@ clipping, AdamW step. Files in ``out_dir``:
 
 - ``last.pth``: weights + training state (optimiser, AMP scaler, iteration, RNG), rewritten
   atomically every ``train.checkpoint_every`` iterations, at every epoch end, on Ctrl-C and at
-  the end; ``resume=True`` continues from it at the same iteration, lr and data order;
+  the end; ``resume=True`` continues from it at the same iteration, lr and data order. A Ctrl-C
+  during the backbone warm-up (``train.crop_pretrain_steps``) saves it too, with the warm-up's
+  own state, and ``resume=True`` continues the warm-up where it stopped;
 - ``final.pth``: weights only, at the end (the file to evaluate, export and deploy);
 - ``metrics.jsonl`` (+ ``tensorboard/`` when installed): loss terms, lr, speed.
 
@@ -66,8 +68,9 @@ def train(cfg: Config, data_dir: str | os.PathLike, out_dir: str | os.PathLike, 
             it (8/12 and 11/12 for the paper's schedule), so the lr steps happen even when the
             machine is slower than expected.
 
-    A Ctrl-C (SIGINT) or SIGTERM saves ``last.pth`` after the current iteration and raises
-    KeyboardInterrupt.
+    A Ctrl-C (SIGINT) or SIGTERM saves ``last.pth`` after the current iteration (or warm-up step)
+    and raises KeyboardInterrupt. A time budget may cut the backbone warm-up to a quarter of
+    it: the log says so with the step counts, and checkpoints record them (``meta["warmup"]``).
 
     Example:
         >>> from csrinfer.config import load_config
@@ -130,6 +133,7 @@ class Trainer:
         self.max_iters = max_iters
         self.stop_at = min(self.total_iters, max_iters) if max_iters is not None else self.total_iters
         self.iteration = 0
+        self.warmup: dict | None = None  # the backbone warm-up's progress (Trainer._pretrain_backbone)
         self.net = self.model
         if world.distributed:
             ids = [device.index] if device.type == "cuda" else None
@@ -159,8 +163,13 @@ class Trainer:
                 log.warning("resuming with %s %s instead of %s: the data order will differ from an uninterrupted "
                             "run", key, value, state.get(key))
         self.iteration = int(state["iteration"])
+        self.warmup = state.get("warmup")
         if self.world.is_main:
-            log.info("resumed from %s at iteration %d", path, self.iteration)
+            if self.iteration == 0 and self.warmup and not self.warmup["finished"]:
+                log.info("resumed from %s in the backbone warm-up, after %d of its %d steps", path,
+                         self.warmup["steps"], self.warmup["planned"])
+            else:
+                log.info("resumed from %s at iteration %d", path, self.iteration)
 
     def run(self, max_minutes: float | None = None, progress: bool = True, fit_to_time: bool = False) -> Path:
         """Train until ``stop_at`` (or the time budget); returns ``out_dir/final.pth``."""
@@ -171,12 +180,20 @@ class Trainer:
         if main:
             self.out_dir.mkdir(parents=True, exist_ok=True)
             self._announce()
-        if self.iteration == 0 and self.tc.crop_pretrain_steps > 0:
-            self._pretrain_backbone(progress and main)  # inside the time budget: it is part of the training
+        self.stop = _StopFlag()
+        if self.iteration == 0 and self.tc.crop_pretrain_steps > 0 and not (self.warmup and self.warmup["finished"]):
+            with self.stop.installed():  # inside the time budget: it is part of the training
+                self._pretrain_backbone(progress and main)
+            if self._stop_requested_anywhere():
+                if main:
+                    path = self.save("last.pth")
+                    print(f"interrupted during the backbone warm-up: saved {path} after {self.warmup['steps']} of "
+                          f"{self.warmup['planned']} warm-up steps; continue with --resume", file=sys.stderr)
+                raise KeyboardInterrupt
+            self.stop = _StopFlag()
             self.started = (time.monotonic(), self.iteration)  # the speed estimate is the detector's
         self.metrics = MetricsLog(self.out_dir, enabled=main)
         self.bar = _progress_bar(self.stop_at, self.iteration, enabled=progress and main)
-        self.stop = _StopFlag()
         self._reset_window()
         self.net.train()
         try:
@@ -274,7 +291,8 @@ class Trainer:
 
     def _pretrain_backbone(self, progress: bool) -> None:
         """``train.crop_pretrain_steps`` of backbone warm-up on object crops
-        (:mod:`csrinfer.train.pretrain`), unless the backbone starts from ImageNet weights."""
+        (:mod:`csrinfer.train.pretrain`), unless the backbone starts from ImageNet weights.
+        Continues an interrupted warm-up (``self.warmup`` from a resumed ``last.pth``)."""
         if self.cfg.model.pretrained:
             log.info("the backbone starts from ImageNet weights; train.crop_pretrain_steps is not needed and skipped")
             return
@@ -286,22 +304,44 @@ class Trainer:
             log.warning("no object to crop in %s; the backbone starts from scratch", self.dataset.ann_file)
             return
         started = time.monotonic()
+        configured = self.tc.crop_pretrain_steps
         # A short run gets a short warm-up: never more steps than training iterations, and at
         # most a quarter of the time budget (it is counted in the budget).
-        steps = min(self.tc.crop_pretrain_steps, self.stop_at)
+        planned = min(configured, self.stop_at)
         deadline = None if self.deadline is None else started + 0.25 * (self.deadline - started)
+        earlier = (self.warmup or {}).get("state")
         stats = pretrain_backbone(self.model.backbone, crops, labels, self.cfg.model.num_classes,
-                                  steps, self.model.mean, self.model.std, lr=self.peak_lr,
+                                  planned, self.model.mean, self.model.std, lr=self.peak_lr,
                                   weight_decay=self.tc.weight_decay, device=self.device,
                                   autocast_dtype=self.autocast_dtype, seed=self.tc.seed, deadline=deadline,
-                                  progress=progress)
-        if self.world.distributed:  # every process did the same; rank 0's weights make sure of it
+                                  progress=progress, state=earlier, should_stop=lambda: self.stop.requested)
+        stopped = stats.get("stopped")
+        finished = stopped != "requested"
+        cut = "time budget" if stopped == "deadline" else "short run" if planned < configured else None
+        self.warmup = {"configured": configured, "planned": planned, "steps": stats["steps"], "cut": cut,
+                       "finished": finished}
+        if not finished:
+            self.warmup["state"] = stats.get("state")  # what --resume continues from
+        if self.world.distributed and finished:  # every process did the same; rank 0's weights make sure of it
             for tensor in self.model.backbone.state_dict().values():
                 torch.distributed.broadcast(tensor, src=0)
-        if self.world.is_main:
-            log.info("backbone warm-up: %d of %d steps on %d object crops in %.0f s; crop accuracy %.2f at the end",
-                     stats["steps"], self.tc.crop_pretrain_steps, len(labels), time.monotonic() - started,
-                     stats.get("accuracy", float("nan")))
+        if not self.world.is_main or not finished:
+            return
+        seconds = time.monotonic() - started
+        log.info("backbone warm-up: %d of %d steps on %d object crops in %.0f s; crop accuracy %.2f at the end",
+                 stats["steps"], configured, len(labels), seconds, stats.get("accuracy", float("nan")))
+        if cut == "time budget":
+            log.warning("the backbone warm-up was cut to %d of its %d steps: it may take a quarter of the time "
+                        "budget (%.0f s) and the machine was slower than that (load average %.1f); the mask AP will "
+                        "be lower than with the whole warm-up: give training more minutes or a less loaded machine",
+                        stats["steps"], configured, seconds, os.getloadavg()[0])
+        elif cut == "short run":
+            log.info("the backbone warm-up was shortened to %d of %d steps: never more steps than the run's %d "
+                     "iterations", planned, configured, self.stop_at)
+
+    def _stop_requested_anywhere(self) -> bool:
+        flag = torch.tensor([float(self.stop.requested)])
+        return bool(all_reduce_mean(flag.to(self.device), self.world).cpu()[0] > 0)
 
     def _fit_to_time(self) -> None:
         """Re-estimate how many iterations the time budget holds, from this run's mean speed so far.
@@ -332,6 +372,8 @@ class Trainer:
         """Write ``out_dir/name`` atomically (weights, config, classes; + training state)."""
         meta = dict(iteration=self.iteration, epoch=self.iteration / self.iters_per_epoch,
                     total_iters=self.total_iters)
+        if self.warmup is not None:
+            meta["warmup"] = {k: v for k, v in self.warmup.items() if k != "state"}
         return save_checkpoint(self.out_dir / name, self.model, self.cfg, self._state() if with_state else None, meta)
 
     def _state(self) -> dict:
@@ -343,7 +385,7 @@ class Trainer:
                     iters_per_epoch=self.iters_per_epoch, total_iters=self.total_iters,
                     total_batch_size=self.total_batch,
                     dataset_size=len(self.dataset), optimizer=self.optimizer.state_dict(),
-                    scaler=self.scaler.state_dict(), rng=rng)
+                    scaler=self.scaler.state_dict(), rng=rng, warmup=self.warmup)
 
     def _diverged(self, values: torch.Tensor, what: str) -> str:
         terms = ", ".join(f"{k}={v:.4g}" for k, v in zip(LOSS_KEYS, values.tolist()))

@@ -2,9 +2,11 @@
 
 - L_cls, the paper's "cross-entropy" category term, is sigmoid focal loss (α=0.25, γ=2) over
   every grid cell and class, summed and divided by (positives + 1), as mmdetection's SOLOv2;
-- L_dice is SOLO's dice loss (squared denominators) of each positive cell's mask, averaged over
-  positives;
-- L_focal is sigmoid focal loss on the same mask pixels, averaged over the pixels.
+- L_dice is SOLO's dice loss (squared denominators) of each positive (cell, object) pair's
+  mask, summed over the pairs and divided by the number of distinct positive cells, as
+  mmdetection's SOLOv2 (a cell claimed by two objects adds both its losses, counted once);
+- L_focal is sigmoid focal loss on the same mask pixels, averaged over the pixels of all pairs
+  (the paper's term; mmdetection's SOLOv2 has none).
 
 Plain functions, like ``torchvision.ops.sigmoid_focal_loss`` (which is the element-wise focal
 term used here).
@@ -67,8 +69,8 @@ def mask_focal_loss(inputs: torch.Tensor, targets: torch.Tensor, weights: torch.
 
 
 def positive_mask_logits(outputs: HeadOutputs, targets: BatchTargets) -> torch.Tensor:
-    """Mask logits [P, H/8, W/8] of the positive cells: each one's dynamic kernel applied to its
-    image's mask features (only the positives are computed, as SOLOv2 trains)."""
+    """Mask logits [P, H/8, W/8] of the positive (cell, object) pairs: each cell's dynamic kernel
+    applied to its image's mask features (only the positives are computed, as SOLOv2 trains)."""
     kernels = torch.cat([k.flatten(2) for k in outputs.kernel_preds], dim=2).transpose(1, 2)  # [B, cells, E]
     feats = outputs.mask_feats
     pos_image = targets.pos_image.to(feats.device)
@@ -91,7 +93,7 @@ def solo_loss(outputs: HeadOutputs, targets: BatchTargets, cls_weight: float = 1
         index = targets.pos_instance.to(device)
         mask_t = targets.masks.to(device)[index]
         mask_w = targets.mask_weights.to(device)[index]
-        loss_dice = dice_loss(logits, mask_t, mask_w).mean()
+        loss_dice = dice_loss(logits, mask_t, mask_w).sum() / targets.num_pos_cells
         loss_focal = mask_focal_loss(logits, mask_t, mask_w, alpha, gamma)
     else:
         # No object in the batch: zero mask terms that still touch the kernel and mask branches,

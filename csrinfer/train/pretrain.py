@@ -17,6 +17,7 @@ import collections
 import logging
 import math
 import time
+from collections.abc import Callable
 
 import cv2
 import numpy as np
@@ -59,10 +60,18 @@ def pretrain_backbone(backbone: nn.Module, crops: torch.Tensor, labels: torch.Te
                       steps: int, mean: torch.Tensor, std: torch.Tensor, lr: float = 1e-3,
                       weight_decay: float = 0.05, batch_size: int = 64, device: torch.device | None = None,
                       autocast_dtype: torch.dtype | None = None, seed: int = 0, deadline: float | None = None,
-                      progress: bool = False) -> dict:
-    """Train ``backbone`` (in place) as a classifier of ``crops`` for ``steps`` AdamW steps, with
-    random horizontal flips, stopping early at ``deadline`` (``time.monotonic()``). Returns the
-    steps done and the mean loss and accuracy of their last tenth."""
+                      progress: bool = False, state: dict | None = None,
+                      should_stop: Callable[[], bool] | None = None) -> dict:
+    """Train ``backbone`` (in place) as a classifier of ``crops`` until ``steps`` AdamW steps are
+    done, with random horizontal flips, stopping early at ``deadline`` (``time.monotonic()``) or
+    when ``should_stop()`` turns true (checked between steps).
+
+    ``state``: what an earlier, interrupted call returned as ``state`` (its classifier, optimiser,
+    sampling generator and step count); the warm-up then continues where it stopped, counting
+    its steps towards ``steps``. Returns ``steps`` (done in all, earlier calls included),
+    ``stopped`` (``"deadline"``, ``"requested"`` or None), the mean loss and accuracy of the last
+    tenth of this call's steps (when it made any), and ``state``.
+    """
     from tqdm import tqdm
 
     device = device or next(backbone.parameters()).device
@@ -70,13 +79,24 @@ def pretrain_backbone(backbone: nn.Module, crops: torch.Tensor, labels: torch.Te
     classifier = nn.Linear(backbone.out_channels[-1], num_classes).to(device)
     params = [p for p in backbone.parameters() if p.requires_grad] + list(classifier.parameters())
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    done = 0
+    if state:
+        classifier.load_state_dict(state["classifier"])
+        optimizer.load_state_dict(state["optimizer"])
+        generator.set_state(state["generator"])
+        done = int(state["steps"])
     mean, std = mean.to(device), std.to(device)
     backbone.train()
-    tail = max(1, math.ceil(steps / 10))
+    tail = max(1, math.ceil((steps - done) / 10))
     losses, hits = collections.deque(maxlen=tail), collections.deque(maxlen=tail)
-    done = 0
-    for _ in tqdm(range(steps), desc="backbone warm-up", unit="step", disable=not progress, dynamic_ncols=True):
+    stopped = None
+    for _ in tqdm(range(done, steps), desc="backbone warm-up", unit="step", disable=not progress,
+                  dynamic_ncols=True, initial=done, total=steps):
         if deadline is not None and time.monotonic() > deadline:
+            stopped = "deadline"
+            break
+        if should_stop is not None and should_stop():
+            stopped = "requested"
             break
         index = torch.randint(len(labels), (batch_size,), generator=generator)
         x = crops[index].to(device).float()
@@ -93,7 +113,9 @@ def pretrain_backbone(backbone: nn.Module, crops: torch.Tensor, labels: torch.Te
         losses.append(loss.detach())
         hits.append((logits.argmax(1) == y).float().mean())
         done += 1
-    if not done:
-        return {"steps": 0}
-    return {"steps": done, "loss": torch.stack(list(losses)).mean().item(),
-            "accuracy": torch.stack(list(hits)).mean().item()}
+    result = {"steps": done, "stopped": stopped,
+              "state": {"steps": done, "classifier": classifier.state_dict(), "optimizer": optimizer.state_dict(),
+                        "generator": generator.get_state()}}
+    if losses:
+        result.update(loss=torch.stack(list(losses)).mean().item(), accuracy=torch.stack(list(hits)).mean().item())
+    return result

@@ -1,12 +1,17 @@
 """SOLOv2 target assignment on the grids of the single stride-8 feature (design.md §1).
 
+Follows mmdetection 3.3's ``SOLOv2Head._get_targets_single`` except where listed below.
 Each object goes to every grid whose scale range holds sqrt(w * h) of its box (the ranges
 overlap, as SOLOv2's FPN levels do). On such an S x S grid, the cells of its centre region are
-positive: the region is centred on the mask's centre of mass with half-extents
-``pos_scale`` x half the box, and clipped to the 3 x 3 cells around the centre cell
-(mmdetection's SOLOv2 semantics). A positive cell learns the object's class and, through its
-dynamic kernel, the object's mask at stride 8. Where two objects claim a cell, the later one
-(in annotation order) wins, as in mmdetection.
+positive: the region is centred on the mask's centre of mass (on pixel indices: pixel i is at
+i, as mmdetection's ``center_of_mass``) with half-extents ``pos_scale`` x half the box, and
+clipped to the 3 x 3 cells around the centre cell. A positive cell learns the object's class
+and, through its dynamic kernel, the object's mask at stride 8.
+
+A cell claimed by several objects takes the class of the last one (in annotation order) and
+trains its kernel on the mask of *each* object that claims it: the targets hold one positive
+per (cell, object) pair, as mmdetection's. The loss sums the mask terms of all pairs and divides
+by the number of distinct positive cells (``csrinfer.train.losses``), as mmdetection's does.
 
 Departures, both about the ignore map and soft edges:
 - crowd (``iscrowd``) regions are ignored: a negative cell whose area is mostly crowd has no
@@ -35,10 +40,11 @@ class BatchTargets:
 
     cate_labels: per grid, int64 [B, S, S]: 0..C-1 on positive cells, C (the number of classes)
         for background, ``IGNORE`` for cells left out.
-    pos_image, pos_cell: int64 [P]: the image and the cell of each positive; cells are numbered
-        over the grids concatenated in order (row-major within a grid), as the head's outputs
-        flattened and concatenated.
-    pos_instance: int64 [P] index into ``masks``.
+    pos_image, pos_cell: int64 [P]: the image and the cell of each positive (cell, object)
+        pair; cells are numbered over the grids concatenated in order (row-major within a
+        grid), as the head's outputs flattened and concatenated. A cell claimed by two objects
+        appears twice.
+    pos_instance: int64 [P] index into ``masks``: the object of each pair.
     masks: float [M, H/8, W/8] soft mask targets of every object of the batch.
     mask_weights: float [M, H/8, W/8], 0 on ignored pixels.
     """
@@ -52,15 +58,25 @@ class BatchTargets:
 
     @property
     def num_pos(self) -> int:
+        """Positive (cell, object) pairs."""
         return int(self.pos_cell.numel())
+
+    @property
+    def num_pos_cells(self) -> int:
+        """Distinct positive cells (a cell claimed by two objects counts once)."""
+        if not self.num_pos:
+            return 0
+        key = self.pos_image * (int(self.pos_cell.max()) + 1) + self.pos_cell
+        return int(torch.unique(key).numel())
 
 
 def center_of_mass(mask: torch.Tensor) -> tuple[float, float]:
-    """(y, x) centre of mass of a [H, W] mask, in pixel coordinates (pixel i spans [i, i + 1))."""
+    """(y, x) centre of mass of a [H, W] mask on pixel indices (pixel i counts as i, not as its
+    centre i + 0.5), as mmdetection's SOLOv2 places its centre cells."""
     m = mask.float()
     total = m.sum().clamp(min=1e-6)
-    ys = torch.arange(m.shape[0], dtype=torch.float32) + 0.5
-    xs = torch.arange(m.shape[1], dtype=torch.float32) + 0.5
+    ys = torch.arange(m.shape[0], dtype=torch.float32)
+    xs = torch.arange(m.shape[1], dtype=torch.float32)
     return float((m.sum(dim=1) * ys).sum() / total), float((m.sum(dim=0) * xs).sum() / total)
 
 
@@ -96,7 +112,8 @@ def image_targets(masks: torch.Tensor, labels: torch.Tensor, ignore: torch.Tenso
         labels: int64 [N].
         ignore: bool [H, W] crowd map, or None.
     Returns:
-        (cate_labels: list of int64 [S, S], pos_cell: int64 [P], pos_instance: int64 [P],
+        (cate_labels: list of int64 [S, S], pos_cell: int64 [P] and pos_instance: int64 [P], one
+         entry per (cell, object) pair,
          mask targets float [N, H/stride, W/stride], mask weights float [N, H/stride, W/stride]).
     """
     n, height, width = masks.shape
@@ -109,20 +126,20 @@ def image_targets(masks: torch.Tensor, labels: torch.Tensor, ignore: torch.Tenso
             geometry.append((i, math.sqrt((x2 - x1) * (y2 - y1)), center_of_mass(masks[i]),
                              0.5 * (y2 - y1) * pos_scale, 0.5 * (x2 - x1) * pos_scale))
     for num_grid, (lower, upper) in zip(num_grids, scale_ranges):
-        owner = torch.full((num_grid, num_grid), -1, dtype=torch.int64)
+        grid_labels = torch.full((num_grid, num_grid), num_classes, dtype=torch.int64)
+        claimed = torch.zeros((num_grid, num_grid), dtype=torch.bool)
         for i, scale, (cy, cx), half_h, half_w in geometry:
             if lower <= scale <= upper:
                 top, bottom, left, right = centre_cells(cy, cx, half_h, half_w, height, width, num_grid)
-                owner[top:bottom + 1, left:right + 1] = i
-        cells = torch.nonzero(owner.flatten() >= 0).flatten()
-        grid_labels = torch.full((num_grid, num_grid), num_classes, dtype=torch.int64)
-        grid_labels.view(-1)[cells] = labels[owner.flatten()[cells]]
+                grid_labels[top:bottom + 1, left:right + 1] = labels[i]  # the last claim sets the class
+                claimed[top:bottom + 1, left:right + 1] = True
+                cells = [r * num_grid + c for r in range(top, bottom + 1) for c in range(left, right + 1)]
+                pos_cell.append(torch.tensor(cells, dtype=torch.int64) + offset)
+                pos_instance.append(torch.full((len(cells),), i, dtype=torch.int64))
         if ignore is not None and ignore.any():
             crowd = F.adaptive_avg_pool2d(ignore[None, None].float(), num_grid)[0, 0]
-            grid_labels[(crowd > 0.5) & (owner < 0)] = IGNORE
+            grid_labels[(crowd > 0.5) & ~claimed] = IGNORE
         cate_labels.append(grid_labels)
-        pos_cell.append(cells + offset)
-        pos_instance.append(owner.flatten()[cells])
         offset += num_grid * num_grid
     soft = F.avg_pool2d(masks[:, None].float(), stride)[:, 0] if n else masks.new_zeros(
         (0, height // stride, width // stride), dtype=torch.float32)
@@ -130,7 +147,8 @@ def image_targets(masks: torch.Tensor, labels: torch.Tensor, ignore: torch.Tenso
     if ignore is not None and ignore.any():
         crowd = F.avg_pool2d(ignore[None, None].float(), stride)[0]  # [1, h, w]
         weights[(crowd >= 0.5).expand_as(soft) & (soft < 0.5)] = 0.0
-    return cate_labels, torch.cat(pos_cell), torch.cat(pos_instance), soft, weights
+    empty = torch.zeros(0, dtype=torch.int64)
+    return cate_labels, torch.cat([empty, *pos_cell]), torch.cat([empty, *pos_instance]), soft, weights
 
 
 def batch_targets(masks: Sequence[torch.Tensor], labels: Sequence[torch.Tensor],

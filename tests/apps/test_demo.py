@@ -48,6 +48,9 @@ def test_demo_runs_end_to_end(demo):
     assert len(predictions) == report["overlays"]["instances"]
     md = (out / "report.md").read_text()
     assert "Mask AP" in md and f"{speed['fps']:.1f} FPS" in md
+    # --quick warms the backbone up for 2 steps, all done: no cut to report
+    assert report["training"]["warmup"]["steps"] == 2 and report["training"]["warmup"]["cut"] is None
+    assert "- backbone warm-up: 2 of 2 steps\n" in md and "Expected with the defaults" in md
     assert sum(report["stage_seconds"].values()) <= report["total_seconds"] + 1
 
 
@@ -86,3 +89,32 @@ def test_quick_refuses_sizes_it_would_ignore(tmp_path, capsys):
     assert capsys.readouterr().err.strip() == ("csrinfer demo: error: --quick sets its own sizes; "
                                                "leave out --minutes, --n-val or --quick")
     assert not (tmp_path / "d").exists()
+
+
+def test_the_report_says_when_the_time_budget_cut_the_warm_up():
+    from csrinfer.apps.demo import markdown, summary_lines
+
+    report = json.loads(json.dumps(REPORT))
+    report["training"]["warmup"] = {"configured": 300, "planned": 300, "steps": 79, "cut": "time budget",
+                                    "finished": True}
+    md = markdown(report)
+    assert "- backbone warm-up: 79 of 300 steps (cut by the time budget" in md and "the mask AP is lower" in md
+    assert "mask AP about 33" in md and "fewer --minutes" in md  # the expectation and what lowers it
+    assert any(line.startswith("backbone warm-up: 79 of 300 steps (cut by the time budget")
+               for line in summary_lines(report))
+
+
+_LAT = {"mean": 1.0, "p50": 1.0, "p90": 1.0, "p99": 1.0}
+REPORT = {
+    "command": "csrinfer demo", "date": "2026-12-07", "loadavg_start": [9.0], "loadavg_end": [9.0],
+    "total_seconds": 480.0, "stage_seconds": {"train": 420.0},
+    "dataset": {"path": "runs/demo/shapes", "train_images": 1000, "val_images": 100},
+    "training": {"config": "csr_d2s_r18_small", "checkpoint": "runs/demo/train/final.pth", "seconds": 420.0,
+                 "iterations": 200, "batch_size": 8, "images_seen": 1600},
+    "export": {"onnx": "runs/demo/export/model.onnx", "megabytes": 50.0, "input_size": [192, 256]},
+    "accuracy": {"images": 100, "AP": 11.8, "AP50": 20.0, "AP75": 10.0, "APs": 5.0, "APm": 12.0, "APl": 20.0},
+    "speed": {"backend": "ONNX Runtime", "device": "cpu", "device_name": "AMD EPYC", "batch": 1, "iters": 30,
+              "fps": 30.0, "input_shape": [1, 3, 192, 256],
+              "latency_ms": {k: _LAT for k in ("preprocess", "network", "postprocess", "total")}},
+    "overlays": {"folder": "runs/demo/overlays", "images": []},
+}

@@ -39,3 +39,27 @@ def test_dry_run_writes_every_stage(tmp_path, capsys):
     assert res["breakdown"]["instances"] > 0
     out = capsys.readouterr().out
     assert "end to end" in out and "breakdown" in out  # the summary table is printed last
+
+
+def test_the_comparison_with_eager_counts_instances_it_cannot_match():
+    # On a CPU the dry run's fast path is eager itself, so its matched fraction is 1.0 whatever
+    # the matching does; here the result compared is made to differ by hand.
+    import numpy as np
+
+    from csrinfer.runtime.segmenter import Segmenter
+
+    script = load_script()
+    args = script.parse_args(["--dry-run"])
+    cfg, model = script.paper_model(args)
+    seg = Segmenter(model, "cpu", cfg=cfg)
+    image = np.random.default_rng(0).integers(0, 256, (72, 120, 3), dtype=np.uint8)
+    want = seg.predict(image)
+    n = len(want)
+    assert n >= 4
+    same = script.compare_to_reference((seg, want), seg, want, image)["vs_eager_fp32"]
+    assert (same["matched_iou50"], same["matched_fraction"]) == (n, 1.0)
+    # The three lowest-scored instances missing (instances come sorted by score, and the
+    # matching takes the best-scored first): n - 3 of the n are matched.
+    other = script.compare_to_reference((seg, want), seg, want[list(range(n - 3))], image)["vs_eager_fp32"]
+    assert other["instances"] == n - 3 and other["matched_iou50"] == n - 3
+    assert other["matched_fraction"] == (n - 3) / n

@@ -78,10 +78,12 @@ def test_forward_equals_a_hand_computation_per_grid():
         out = head(feature)
     assert len(out.cate_preds) == len(out.kernel_preds) == 2
     for s, cate, kern in zip((5, 3), out.cate_preds, out.kernel_preds):
-        # Each grid reads F resized (bilinear, half-pixel centres) to S x S; CoordConv on the
-        # kernel branch at the grid's own resolution; the category branch sees F alone.
+        # Each grid reads F resized (bilinear, half-pixel centres) to S x S. The kernel branch
+        # reads CoordConv channels made at F's resolution and resized with it (mmdetection's
+        # order); the category branch sees F alone.
         resized = F.interpolate(feature, size=(s, s), mode="bilinear", align_corners=False)
-        k = tower_by_hand(head.kernel_convs, coords_by_hand(resized))
+        coords = F.interpolate(coords_by_hand(feature)[:, -2:], size=(s, s), mode="bilinear", align_corners=False)
+        k = tower_by_hand(head.kernel_convs, torch.cat([resized, coords], dim=1))
         want_kern = F.conv2d(k, head.kernel_out.weight, head.kernel_out.bias, padding=1)
         c = tower_by_hand(head.cate_convs, resized)
         want_cate = F.conv2d(c, head.cate_out.weight, head.cate_out.bias, padding=1)
@@ -94,6 +96,18 @@ def test_forward_equals_a_hand_computation_per_grid():
     want_mask = torch.relu(F.group_norm(F.conv2d(m, conv.weight), GROUPS, gn.weight, gn.bias, gn.eps))
     assert out.mask_feats.shape == (2, 4, 6, 10)
     torch.testing.assert_close(out.mask_feats, want_mask, rtol=1e-10, atol=1e-10)
+
+
+def test_the_kernel_branchs_coordinates_are_resized_with_the_feature():
+    # F of width 10 resized to 5 columns: column j averages F's columns 2j and 2j + 1, whose x
+    # coordinates are -1 + 2k/9, so the edge columns read -1 + 1/9 and 1 - 1/9, not -1 and 1.
+    head = tiny_head(num_grids=(5,))
+    seen = {}
+    head.kernel_convs[0].register_forward_pre_hook(lambda _, args: seen.setdefault("x", args[0]))
+    with torch.no_grad():
+        head(torch.zeros(1, 8, 6, 10, dtype=torch.float64))
+    x_coord = seen["x"][0, 8]
+    torch.testing.assert_close(x_coord[0], torch.tensor([-8 / 9, -4 / 9, 0.0, 4 / 9, 8 / 9], dtype=torch.float64))
 
 
 def test_one_output_per_grid_in_the_order_given():

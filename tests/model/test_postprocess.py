@@ -59,9 +59,12 @@ def test_points_nms_keeps_cells_not_beaten_by_their_upper_left_neighbours():
 
 
 def test_points_nms_does_not_tie_saturated_neighbours():
-    logits = torch.tensor([[[[30.0, 31.0]]]])  # both sigmoid to 1.0 in float32
+    # Both sigmoid to 1.0 in float32. On logits, 31 (left) beats 30 (right), so the right cell
+    # is filtered; compared as probabilities (mmdetection) they would tie and both be kept.
+    logits = torch.tensor([[[[31.0, 30.0]]]])
+    assert torch.sigmoid(logits)[0, 0, 0, 0] == torch.sigmoid(logits)[0, 0, 0, 1]
     kept = points_nms(logits)
-    assert kept[0, 0, 0, 0] == 1.0 and kept[0, 0, 0, 1] == 1.0  # 31 beats 30; 30 has no upper-left rival
+    assert kept[0, 0, 0, 0] == 1.0 and kept[0, 0, 0, 1] == 0.0
 
 
 def hand_built_head(num_classes=3, e=4, size=16):
@@ -82,7 +85,7 @@ def hand_built_head(num_classes=3, e=4, size=16):
 
 def test_postprocess_drops_duplicates_and_pads_to_fixed_size():
     cate, kern, feats = hand_built_head()
-    scores, labels, masks = postprocess(cate, kern, feats, grid_strides=[8], score_thr=0.1, nms_pre=9,
+    scores, labels, masks = postprocess(cate, kern, feats, min_mask_areas=[512], score_thr=0.1, nms_pre=9,
                                         mask_thr=0.5, nms_sigma=2.0, filter_thr=0.05, max_per_img=10)
     assert scores.shape == (1, 10) and labels.shape == (1, 10) and masks.shape == (1, 10, 16, 16)
     valid = scores[0] > 0
@@ -93,18 +96,45 @@ def test_postprocess_drops_duplicates_and_pads_to_fixed_size():
     assert ((masks[0, 0] > 0.5) == (feats[0, 0] > 0)).all()
 
 
-def test_postprocess_drops_masks_no_larger_than_their_stride():
+def test_postprocess_drops_masks_no_larger_than_their_input_area():
     cate, kern, feats = hand_built_head()
-    scores, _, _ = postprocess(cate, kern, feats, grid_strides=[64], nms_pre=9, max_per_img=10)
-    assert (scores == 0).all()  # the 64-pixel square is not larger than stride 64
+    # The 8 x 8 square is 64 mask pixels, 64 x 64 = 4096 input pixels at stride 8.
+    scores, _, _ = postprocess(cate, kern, feats, min_mask_areas=[4096], nms_pre=9, max_per_img=10)
+    assert (scores == 0).all()
+    scores, _, _ = postprocess(cate, kern, feats, min_mask_areas=[4095], nms_pre=9, max_per_img=10)
+    assert (scores > 0).sum() == 2
+
+
+# SOLOv2 keeps a mask with more pixels than its level's stride on its stride-4 mask branch:
+# more than 16 x stride input pixels. At stride 8 a mask pixel is 64 input pixels, so the
+# limit is stride / 4 of our mask pixels. Per level: (stride, mask pixels at the limit, dropped;
+# one pixel more, kept). Worked by hand: 8 -> 128 px = 2 pixels; 16 -> 256 = 4; 32 -> 512 = 8.
+@pytest.mark.parametrize("level,at_limit", [(0, 2), (1, 2), (2, 4), (3, 8), (4, 8)])
+def test_the_small_mask_filter_keeps_solov2s_input_area_per_level(level, at_limit):
+    from csrinfer.config import ModelConfig
+
+    grids = [2] * 5
+    cate = [torch.full((1, 2, s, s), -12.0, dtype=torch.float64) for s in grids]
+    kern = [torch.zeros(1, 2, s, s, dtype=torch.float64) for s in grids]
+    cate[level][0, 0, 0, 0] = 2.0  # cell (0, 0), class 0, predicts mask channel 0
+    cate[level][0, 1, 1, 1] = 2.0  # cell (1, 1), class 1, predicts mask channel 1
+    kern[level][0, 0, 0, 0] = 1.0
+    kern[level][0, 1, 1, 1] = 1.0
+    feats = torch.full((1, 2, 16, 16), -12.0, dtype=torch.float64)
+    feats[0, 0, 2, 2:2 + at_limit + 1] = 12.0  # one pixel above the limit
+    feats[0, 1, 10, 2:2 + at_limit] = 12.0  # exactly at the limit: "no more than" is dropped
+    scores, labels, masks = postprocess(cate, kern, feats, ModelConfig().min_mask_input_area, nms_pre=20,
+                                        max_per_img=5, mask_stride=8)
+    assert (scores[0] > 0).sum() == 1
+    assert labels[0, 0] == 0 and (masks[0, 0] > 0.5).sum() == at_limit + 1
 
 
 def test_postprocess_is_batched_independently():
     cate, kern, feats = hand_built_head()
     empty = [torch.full_like(cate[0], -10.0)]
     scores, _, _ = postprocess([torch.cat([cate[0], empty[0]])], [kern[0].repeat(2, 1, 1, 1)],
-                               feats.repeat(2, 1, 1, 1), grid_strides=[8], nms_pre=9, max_per_img=10)
-    single, _, _ = postprocess(cate, kern, feats, grid_strides=[8], nms_pre=9, max_per_img=10)
+                               feats.repeat(2, 1, 1, 1), min_mask_areas=[512], nms_pre=9, max_per_img=10)
+    single, _, _ = postprocess(cate, kern, feats, min_mask_areas=[512], nms_pre=9, max_per_img=10)
     torch.testing.assert_close(scores[0], single[0])
     assert (scores[1] == 0).all()
 
@@ -117,17 +147,18 @@ def sigmoid(v):
     return 1.0 / (1.0 + np.exp(-v))
 
 
-def reference_postprocess(cate, kern, feats, strides, score_thr, nms_pre, mask_thr, sigma, filter_thr, max_per_img):
+def reference_postprocess(cate, kern, feats, min_areas, score_thr, nms_pre, mask_thr, sigma, filter_thr, max_per_img,
+                          mask_stride=8):
     """One image. cate: list of [C, S, S] logits; kern: list of [E, S, S]; feats: [E, H, W].
     Returns scores [K], labels [K], masks [K, H, W] (zero-padded) as numpy."""
-    cell_kernel, cell_stride, cands = [], [], []
-    for logits, kernels, stride in zip(cate, kern, strides):
+    cell_kernel, cell_min_area, cands = [], [], []
+    for logits, kernels, min_area in zip(cate, kern, min_areas):
         num_classes, s, _ = logits.shape
         for y in range(s):
             for x in range(s):
                 cell = len(cell_kernel)
                 cell_kernel.append(kernels[:, y, x])
-                cell_stride.append(stride)
+                cell_min_area.append(min_area)
                 for c in range(num_classes):
                     # points NMS: kept if no cell of the 2x2 window ending here beats it
                     window = [logits[c, yy, xx] for yy in (y - 1, y) for xx in (x - 1, x) if yy >= 0 and xx >= 0]
@@ -142,7 +173,7 @@ def reference_postprocess(cate, kern, feats, strides, score_thr, nms_pre, mask_t
         prob = sigmoid(sum(cell_kernel[cell][e] * feats[e] for e in range(feats.shape[0])))
         binary = prob > mask_thr
         area = binary.sum()
-        if not area > cell_stride[cell]:
+        if not area * mask_stride ** 2 > cell_min_area[cell]:  # in pixels of the input
             continue
         maskness = prob[binary].sum() / area
         kept.append(dict(score=score * maskness, label=label, prob=prob, binary=binary, area=area))
@@ -193,14 +224,14 @@ def random_head(seed, low, high, e, batch=2, num_classes=3, grids=(4, 3), h=8, w
 @pytest.mark.parametrize("regime", sorted(REGIMES))
 def test_postprocess_matches_a_loop_reference_slot_by_slot(regime, seed, nms_pre, max_per_img):
     cate, kern, feats = random_head(seed, *REGIMES[regime])
-    strides = (8, 40)  # the coarse grid's masks (~40 px) are often no larger than their stride
+    min_areas = (512, 2560)  # input pixels: 8 and 40 mask pixels; the coarse grid's ~40-pixel masks often fail it
     kwargs = dict(score_thr=0.1, nms_pre=nms_pre, mask_thr=0.5, filter_thr=0.05, max_per_img=max_per_img)
-    scores, labels, masks = postprocess(cate, kern, feats, strides, nms_sigma=2.0, **kwargs)
+    scores, labels, masks = postprocess(cate, kern, feats, min_areas, nms_sigma=2.0, **kwargs)
     assert scores.shape == (2, max_per_img) and labels.shape == (2, max_per_img)
     assert masks.shape == (2, max_per_img, 8, 10) and labels.dtype == torch.int64
     for b in range(2):
         want_s, want_l, want_m = reference_postprocess(
-            [c[b].numpy() for c in cate], [k[b].numpy() for k in kern], feats[b].numpy(), strides,
+            [c[b].numpy() for c in cate], [k[b].numpy() for k in kern], feats[b].numpy(), min_areas,
             sigma=2.0, **kwargs)
         n = int((want_s > 0).sum())
         assert n > 0
@@ -234,7 +265,7 @@ def maskness_of_square(inside=12.0):
 
 def test_candidate_under_score_thr_is_dropped_even_with_a_perfect_mask():
     cate, kern, feats = two_cell_head(score_a=0.12, score_b=0.09, label_b=1, square_b=(10, 10))
-    scores, labels, masks = postprocess(cate, kern, feats, grid_strides=[8], score_thr=0.1, nms_pre=18,
+    scores, labels, masks = postprocess(cate, kern, feats, min_mask_areas=[512], score_thr=0.1, nms_pre=18,
                                         filter_thr=0.05, max_per_img=5)
     assert math.isclose(scores[0, 0].item(), 0.12 * maskness_of_square(), rel_tol=1e-9)
     assert labels[0, 0] == 0
@@ -248,7 +279,7 @@ def test_near_duplicate_decayed_under_filter_thr_is_dropped():
     cate, kern, feats = two_cell_head(score_a=0.8, score_b=0.15, label_b=0, square_b=(2, 3))
     decayed_b = 0.15 * maskness_of_square() * math.exp(-2.0 * (56 / 72) ** 2)
     assert 0.04 < decayed_b < 0.05
-    common = dict(grid_strides=[8], score_thr=0.1, nms_pre=18, nms_sigma=2.0, max_per_img=5)
+    common = dict(min_mask_areas=[512], score_thr=0.1, nms_pre=18, nms_sigma=2.0, max_per_img=5)
     scores, labels, _ = postprocess(cate, kern, feats, filter_thr=0.05, **common)
     assert math.isclose(scores[0, 0].item(), 0.8 * maskness_of_square(), rel_tol=1e-9)
     assert (scores[0, 1:] == 0).all()

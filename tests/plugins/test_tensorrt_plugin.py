@@ -42,13 +42,21 @@ def test_every_kernel_entry_takes_inputs_then_int32_sizes_then_the_output(ptx):
     assert tp.TRT_ARG_ORDER[:3] == ("x", "weight", "bias") and tp.TRT_ARG_ORDER[-1] == "out"
 
 
-@pytest.mark.parametrize("shape", [(1, 256, 25, 42), (8, 256, 50, 84), (3, 8, 7, 5), (2, 12, 1, 1), (1, 4, 2, 3),
-                                   (2, 64, 200, 336)])
-@pytest.mark.parametrize("dtype", ["float32", "float16"])
-def test_aot_launch_is_the_kernel_launchers_geometry(shape, dtype):
+# Worked by hand (vector width 1, 256 threads a block): N * C/4 * H * W threads at one row each;
+# 2^17 of them or more take 2 rows a thread, 2^20 or more 4; then ceil(H / rows) rows.
+@pytest.mark.parametrize("shape,want_rows,want_blocks", [
+    ((1, 256, 25, 42), 1, 263),  # 67200 threads -> 262.5 blocks
+    ((8, 256, 50, 84), 4, 2184),  # 2150400 items; 8 * 64 * 13 * 84 = 559104 threads
+    ((3, 8, 7, 5), 1, 1), ((2, 12, 1, 1), 1, 1), ((1, 4, 2, 3), 1, 1),
+    ((2, 64, 200, 336), 4, 2100),  # 2150400 items; 2 * 16 * 50 * 336 = 537600 threads
+])
+@pytest.mark.parametrize("dtype,suffix", [("float32", "f32"), ("float16", "f16")])
+def test_aot_launch_is_the_kernel_launchers_geometry(shape, want_rows, want_blocks, dtype, suffix):
     rows = tp.rows_for(*shape)
+    assert rows == want_rows
     name, grid_x, block_x, scalars = tp.aot_launch(*shape, dtype=dtype, rows=rows)
-    want = launch.launch_params(*shape, dtype, vec=tp.VECTOR_WIDTH, rows=rows)
+    assert (name, grid_x, block_x) == (f"d2s_fused_{suffix}_v1_r{want_rows}", want_blocks, 256)
+    want = launch.launch_params(*shape, dtype, vec=tp.VECTOR_WIDTH, rows=rows)  # the PyTorch op's launch
     assert (name, (grid_x, 1, 1), (block_x, 1, 1), 0) == tuple(want)
     assert scalars == shape
     n, c, h, w = shape
@@ -194,9 +202,11 @@ def test_aot_impl_returns_the_ptx_and_launch_of_the_kernel(registered, dtype_nam
     combos = trtp.defs[(tp.PLUGIN_ID, "autotune")](x, w, b, (y,))
     assert [c.io_types for c in combos] == ["FP32|FP16, FP32|FP16, FP32|FP16, FP32|FP16"]
     name, ptx, params, extra = trtp.defs[(tp.PLUGIN_ID, "aot")](x, w, b, (y,), 0)
-    want = launch.launch_params(2, 256, 25, 42, dtype_name, vec=1, rows=tp.rows_for(2, 256, 25, 42))
-    assert name == want.kernel and f".entry {name}(" in ptx
-    assert (params.grid_x, params.block_x, params.shared_mem) == (want.grid[0], want.block[0], 0)
+    # By hand: 2 * 64 * 25 * 42 = 134400 threads at one row (>= 2^17: 2 rows), so
+    # 2 * 64 * 13 * 42 = 69888 threads, 273 blocks of 256.
+    suffix = {"float32": "f32", "float16": "f16"}[dtype_name]
+    assert name == f"d2s_fused_{suffix}_v1_r2" and f".entry {name}(" in ptx
+    assert (params.grid_x, params.block_x, params.shared_mem) == (273, 256, 0)
     assert [a.value for a in extra] == [2, 256, 25, 42]
     assert tp.ptx_isa_version(ptx)
 

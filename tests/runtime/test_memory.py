@@ -16,7 +16,7 @@ TINY = {
     "name": "tiny", "classes": ["a", "b"],
     "model": {"backbone": "resnet18", "neck_channels": 32, "csr_channels": 32, "head_channels": 32, "head_convs": 1,
               "mask_channels": 16, "kernel_dim": 16, "norm_groups": 8, "num_classes": 2, "num_grids": [8, 4],
-              "scale_ranges": [[1, 64], [32, 512]], "grid_strides": [8, 32]},
+              "scale_ranges": [[1, 64], [32, 512]], "min_mask_input_area": [128, 512]},
     "input": {"short_side": 64, "max_size": 96, "export_size": [64, 64]},
     "inference": {"nms_pre": 80, "max_per_img": 20},
 }

@@ -31,8 +31,25 @@ def test_good_urls_pass(url, want):
     assert parse_url(url, None) == want
 
 
-def test_close_of_a_half_built_segmenter_does_nothing():
-    RemoteSegmenter.__new__(RemoteSegmenter).close()
+class _RecordingClient:
+    def __init__(self):
+        self.closed = 0
+
+    def close(self):
+        self.closed += 1
+
+
+def test_close_closes_the_connection_and_a_half_built_segmenter_has_none_to_close():
+    built = RemoteSegmenter.__new__(RemoteSegmenter)  # as __init__ leaves it once connected
+    built._client = _RecordingClient()
+    with built:
+        pass
+    assert built._client.closed == 1  # leaving the with-block closed the connection, once
+    built.close()
+    assert built._client.closed == 2
+    half = RemoteSegmenter.__new__(RemoteSegmenter)  # __init__ raised before connecting
+    half.close()  # no AttributeError, and nothing made up to close
+    assert not hasattr(half, "_client")
 
 
 @pytest.mark.parametrize("server", ["localhost:99999", "http://http://127.0.0.1:1"])

@@ -17,7 +17,7 @@ def tiny_config(**train):
     m.frozen_stages, m.norm_eval = 4, True
     m.neck_channels = m.csr_channels = 32
     m.head_channels, m.head_convs, m.mask_channels, m.kernel_dim, m.norm_groups = 32, 1, 16, 16, 8
-    m.num_grids, m.scale_ranges, m.grid_strides = [8, 4], [[1, 24], [12, 512]], [8, 16]
+    m.num_grids, m.scale_ranges, m.min_mask_input_area = [8, 4], [[1, 24], [12, 512]], [128, 256]
     cfg.input.short_side, cfg.input.max_size = 64, 96
     t = cfg.train
     t.short_side_range, t.batch_size, t.base_batch_size, t.num_workers = [64, 64], 2, 2, 0

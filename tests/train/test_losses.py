@@ -111,6 +111,26 @@ def test_solo_loss_weights_its_terms_and_computes_masks_by_dynamic_kernels():
     assert solo_loss(outputs, targets)["loss"].item() == pytest.approx(1 * cls + 2 * dice + 3 * focal, rel=1e-5)
 
 
+def test_a_cell_claimed_twice_adds_both_dice_terms_counted_as_one_cell():
+    # Image 1's cell 0 is claimed by objects 1 and 2 (two pairs, one cell): mmdetection sums the
+    # mask loss over the 4 pairs and divides by the 3 distinct positive cells.
+    outputs, targets = _outputs_and_targets(3)
+    extra = torch.rand(1, *targets.masks.shape[1:])
+    targets = BatchTargets(targets.cate_labels, torch.tensor([0, 1, 1, 1]), torch.tensor([5, 0, 0, 15]),
+                           torch.tensor([0, 1, 2, 1]), torch.cat([targets.masks, extra]),
+                           torch.cat([targets.mask_weights, torch.ones_like(extra)]))
+    losses = solo_loss(outputs, targets)
+    kernels = outputs.kernel_preds[0].detach().numpy().reshape(2, 5, 16)
+    feats = outputs.mask_feats.detach().numpy()
+    dice = 0.0
+    for b, cell, inst in [(0, 5, 0), (1, 0, 1), (1, 0, 2), (1, 15, 1)]:
+        x = np.einsum("e,ehw->hw", kernels[b, :, cell], feats[b]).astype(np.float64)
+        w = targets.mask_weights.numpy()[inst].astype(np.float64)
+        p, t = _sigmoid(x) * w, targets.masks.numpy()[inst].astype(np.float64) * w
+        dice += 1 - 2 * (p * t).sum() / ((p ** 2).sum() + 1e-3 + (t ** 2).sum() + 1e-3)
+    assert losses["loss_dice"].item() == pytest.approx(dice / 3, rel=1e-5)
+
+
 def test_a_batch_without_objects_still_reaches_every_branch():
     outputs, targets = _outputs_and_targets(0)
     targets.masks = targets.masks[:0]

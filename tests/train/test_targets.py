@@ -52,12 +52,42 @@ def test_overlapping_scale_ranges_assign_an_object_to_both_grids():
     assert (pos_cell >= 64).any() and (pos_cell < 64).any()  # cells of grid 2 are numbered after grid 1's
 
 
-def test_the_later_object_wins_a_shared_cell():
+def test_a_shared_cell_takes_the_later_class_and_trains_on_both_objects():
+    # Both boxes have their centre of mass at (119.5, 119.5) -> cell (3, 3) of 32-px cells, and
+    # centre regions (half-extents 4 and 3.2 px) inside it: each claims exactly cell 27.
     a = _box_mask(100, 140, 100, 140)
-    b = _box_mask(104, 136, 104, 136)  # same centre cell
+    b = _box_mask(104, 136, 104, 136)
     cate, pos_cell, pos_inst, *_ = image_targets(torch.stack([a, b]), torch.tensor([0, 3]), None, C, [8],
                                                  [[1, 512]])
-    assert set(cate[0][cate[0] != C].tolist()) == {3} and set(pos_inst.tolist()) == {1}
+    expected = np.full((8, 8), C)
+    expected[3, 3] = 3  # the class of the later object, as mmdetection
+    np.testing.assert_array_equal(cate[0].numpy(), expected)
+    # ...but the cell's kernel learns both masks: one positive per (cell, object) pair.
+    assert sorted(zip(pos_cell.tolist(), pos_inst.tolist())) == [(27, 0), (27, 1)]
+
+
+def test_the_centre_of_mass_is_taken_on_pixel_indices():
+    # Rows 16..47 and columns 96..159: on pixel indices the centre of mass is (31.5, 127.5), in
+    # cell (0, 3) of a grid of 32-px cells; on pixel centres (+0.5) it would be (32, 128), in
+    # cell (1, 4). A tiny centre region (pos_scale 0.01: half-extents 0.16 and 0.32 px) stays
+    # inside the centre cell.
+    masks = _box_mask(16, 48, 96, 160)[None]
+    cate, pos_cell, pos_inst, *_ = image_targets(masks, torch.tensor([1]), None, C, [8], [[1, 512]],
+                                                 pos_scale=0.01)
+    expected = np.full((8, 8), C)
+    expected[0, 3] = 1
+    np.testing.assert_array_equal(cate[0].numpy(), expected)
+    assert pos_cell.tolist() == [3] and pos_inst.tolist() == [0]
+
+
+def test_batch_targets_count_pairs_and_distinct_cells():
+    a, b = _box_mask(100, 140, 100, 140), _box_mask(104, 136, 104, 136)  # both claim cell 27 only
+    c = _box_mask(4, 44, 4, 44)  # centre (23.5, 23.5), half-extents 4: y and x 19.5..27.5 -> cell 0 only
+    t = batch_targets([torch.stack([a, b]), c[None]], [torch.tensor([0, 3]), torch.tensor([1])],
+                      [None, None], C, [8], [[1, 512]])
+    assert t.num_pos == 3 and t.num_pos_cells == 2
+    assert sorted(zip(t.pos_image.tolist(), t.pos_cell.tolist(), t.pos_instance.tolist())) == [
+        (0, 27, 0), (0, 27, 1), (1, 0, 2)]
 
 
 def test_crowd_cells_are_ignored_but_positives_are_not():
@@ -108,19 +138,19 @@ def _l_shape(size=256):
 
 
 @pytest.mark.parametrize("shape,grid,centre_cell,rows,cols", [
-    # Triangle: centre of mass (y 167.8, x 88.2), box centre (136, 120). S = 16 (16-px cells):
+    # Triangle: centre of mass (y 167.3, x 87.7), box centre (136, 120). S = 16 (16-px cells):
     # centre cell (10, 5), two cells from the box centre's (8, 7). Half-extents 0.2 * 96 = 19.2:
-    # y 148.6..187.0 -> rows 9..11, x 69.0..107.4 -> columns 4..6.
+    # y 148.1..186.5 -> rows 9..11, x 68.5..106.9 -> columns 4..6.
     (_triangle, 16, (10, 5), (9, 11), (4, 6)),
-    # L: centre of mass (y 166.9, x 89.1), box centre (136, 120). S = 8 (32-px cells): centre
-    # cell (5, 2), one cell from the box centre's (4, 3). y 147.7..186.1 -> rows 4..5,
-    # x 69.9..108.3 -> columns 2..3.
+    # L: centre of mass (y 166.4, x 88.6), box centre (136, 120). S = 8 (32-px cells): centre
+    # cell (5, 2), one cell from the box centre's (4, 3). y 147.2..185.6 -> rows 4..5,
+    # x 69.4..107.8 -> columns 2..3.
     (_l_shape, 8, (5, 2), (4, 5), (2, 3)),
 ])
 def test_the_centre_region_is_centred_on_the_centre_of_mass_not_the_box(shape, grid, centre_cell, rows, cols):
     mask = shape()
-    ys, xs = np.nonzero(mask)  # the centre of mass, independently: mean of the pixel centres
-    cy, cx = ys.mean() + 0.5, xs.mean() + 0.5
+    ys, xs = np.nonzero(mask)  # the centre of mass, independently: mean of the pixel indices
+    cy, cx = ys.mean(), xs.mean()
     cell = 256 / grid
     assert (int(cy // cell), int(cx // cell)) == centre_cell
     box_cell = (int((ys.min() + ys.max() + 1) / 2 // cell), int((xs.min() + xs.max() + 1) / 2 // cell))
