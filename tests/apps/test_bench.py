@@ -187,10 +187,9 @@ def test_a_scoring_failure_without_json_keeps_the_predictions_it_points_to(small
 
 def test_cli_reports_the_openvino_runtime_and_precision(small_onnx, tmp_path, capsys, validator):
     pytest.importorskip("openvino", reason="OpenVINO is not installed (pip install 'csrinfer[openvino]')")
-    out = tmp_path / "bench.json"
-    assert main(["bench", "--engine", str(small_onnx), "--runtime", "openvino", "--precision", "f32",
-                 "--iters", "2", "--warmup", "0", "--quiet", "--json", str(out)]) == 0
+    assert main(["bench", "--model", str(small_onnx), "--runtime", "openvino", "--precision", "f32",
+                 "--iters", "2", "--warmup", "0", "--quiet", "--out", str(tmp_path)]) == 0
     assert "OpenVINO on cpu" in capsys.readouterr().out
-    result = json.loads(out.read_text())
+    result = json.loads((tmp_path / "bench.json").read_text())
     assert list(validator.iter_errors(result)) == []
     assert result["backend"] == "OpenVINO" and result["precision"] == "fp32" and result["versions"]["openvino"]

@@ -34,7 +34,8 @@ def test_runtime_applies_to_the_model_compared_against(small_onnx, capsys):
     import pytest
 
     pytest.importorskip("openvino", reason="OpenVINO is not installed (pip install 'csrinfer[openvino]')")
+    # random weights: maskness rescoring jumps where a mask pixel sits at the threshold (6e-3 seen)
     assert main(["check", "--model", str(small_onnx), "--against", str(small_onnx), "--runtime", "openvino",
-                 "--precision", "f32"]) == 0
+                 "--precision", "f32", "--score-tol", "0.02"]) == 0
     out = capsys.readouterr().out
     assert "(ONNX Runtime) vs" in out and "(OpenVINO)" in out and "PASS" in out
