@@ -266,7 +266,7 @@ def command_line(argv: Sequence[str] | None = None) -> str:
 # --- images ----------------------------------------------------------------------------------
 
 def bench_images(count: int, data: str | os.PathLike | None = None, split: str = "val",
-                 image_hw: tuple[int, int] = DEFAULT_IMAGE_HW) -> list[np.ndarray]:
+                 image_hw: tuple[int, int] = DEFAULT_IMAGE_HW, max_pixels: int | None = None) -> list[np.ndarray]:
     """``count`` uint8 BGR images: the first ones of a dataset split, else synthetic photos of
     ``image_hw`` (smooth colour fields with shapes, deterministic)."""
     if data is None:
@@ -283,7 +283,8 @@ def bench_images(count: int, data: str | os.PathLike | None = None, split: str =
         from csrinfer.errors import DatasetError
 
         raise DatasetError(f"{ann_file} lists no image to time")
-    return [read_image(Path(image_dir) / coco.imgs[i]["file_name"]) for i in ids]
+    limit = {"max_pixels": max_pixels} if max_pixels else {}
+    return [read_image(Path(image_dir) / coco.imgs[i]["file_name"], **limit) for i in ids]
 
 
 # --- one benchmark ---------------------------------------------------------------------------
@@ -292,7 +293,7 @@ def benchmark(model, *, device: str | None = None, input_size: Sequence[int] | N
               warmup: int = 10, iters: int = 100, data: str | os.PathLike | None = None, split: str = "val",
               max_images: int | None = None, coco_results: str | os.PathLike | None = None,
               progress: bool = True, argv: Sequence[str] | None = None, name: str | None = None,
-              **backend_options) -> dict:
+              max_pixels: int | None = None, **backend_options) -> dict:
     """Time ``model`` (a .pth/.pt/.onnx/.plan path, or a ``Segmenter``) and, with ``data``, measure
     its mask AP on that COCO-format folder's ``split``, in one run.
 
@@ -304,6 +305,7 @@ def benchmark(model, *, device: str | None = None, input_size: Sequence[int] | N
         data, split, max_images: the dataset for mask AP (pycocotools, segm) and for the timed
             images (its first ``batch`` images; without data, synthetic 480x640 images).
         coco_results: where to write the COCO results of the AP run (default: not kept).
+        max_pixels: refuse dataset images of more pixels than this (default: the Segmenter's).
         backend_options: passed to the Segmenter (``fast=True``, ``threads=2``, ...).
         argv: the command to record (default: ``sys.argv``).
 
@@ -318,8 +320,9 @@ def benchmark(model, *, device: str | None = None, input_size: Sequence[int] | N
     if isinstance(model, Segmenter):
         segmenter = model
     else:
-        segmenter = Segmenter(model, device, input_size=input_size, **backend_options)
-    run = BenchRun(segmenter, bench_images(batch, data, split), batch)
+        segmenter = Segmenter(model, device, input_size=input_size,
+                              **({"max_pixels": max_pixels} if max_pixels else {}), **backend_options)
+    run = BenchRun(segmenter, bench_images(batch, data, split, max_pixels=max_pixels), batch)
     run.warmup(warmup, progress)
     run.run(iters, progress)
     result = describe(segmenter, run.summary(), name=name or (str(model) if isinstance(model, (str, Path)) else None),

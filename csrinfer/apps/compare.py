@@ -16,7 +16,7 @@ import numpy as np
 
 from csrinfer.errors import ConfigError, ImageError
 from csrinfer.runtime.backends import load_backend
-from csrinfer.image_io import load_image
+from csrinfer.image_io import MAX_PIXELS, load_image
 from csrinfer.runtime.instances import Instances
 from csrinfer.runtime.segmenter import Segmenter
 
@@ -91,13 +91,15 @@ def parity_segmenters(model_a, model_b, device: str | None = None, fast=None, **
     return Segmenter(a, input_size=size), Segmenter(b, input_size=size)
 
 
-def compare(a: Segmenter, b: Segmenter, images: Iterable, min_match_iou: float = 0.5) -> ParityReport:
-    """Run ``a`` and ``b`` on the same input tensors and report how far apart they are."""
+def compare(a: Segmenter, b: Segmenter, images: Iterable, min_match_iou: float = 0.5,
+            max_pixels: int = MAX_PIXELS) -> ParityReport:
+    """Run ``a`` and ``b`` on the same input tensors and report how far apart they are; image
+    files claiming more than ``max_pixels`` are listed as failures."""
     report = ParityReport()
     ious, diffs = [], []
     for image in images:
         try:
-            bgr = load_image(image)
+            bgr = load_image(image, max_pixels)
         except ImageError as e:  # the other images are still compared
             report.failures.append(str(e))
             continue

@@ -28,6 +28,8 @@ def add_arguments(p) -> None:
     p.add_argument("--out", default=None, metavar="DIR", type=output_folder,
                    help="write the result to DIR/bench.json (benchmarks/bench.schema.json) and, with --data, "
                         "the COCO results to DIR/coco_results.json")
+    p.add_argument("--max-pixels", type=positive_int, default=None, metavar="N",
+                   help="refuse dataset images of more than N pixels (default 100000000)")
     p.add_argument("--json", action="store_true", help="print the result as JSON instead of a table")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     add_runtime_arguments(p)
@@ -46,7 +48,8 @@ def run(args) -> int:
     result = benchmark(args.model, device=args.device, input_size=args.input_size, batch=args.batch,
                        warmup=args.warmup, iters=args.iters, data=args.data, split=args.split,
                        max_images=args.max_images, coco_results=out / "coco_results.json" if out and args.data else None,
-                       progress=not args.quiet, **({"fast": fast} if fast else {}), **runtime_options(args))
+                       progress=not args.quiet, max_pixels=args.max_pixels, **({"fast": fast} if fast else {}),
+                       **runtime_options(args))
     print(json.dumps(result, indent=2) if args.json else format_result(result))
     if out:
         written = atomic.write_json(out / "bench.json", result)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 
 from csrinfer.cli.common import (add_fast_path_arguments, add_model_argument, add_runtime_arguments,
-                                 fast_path_from_args, non_negative_float, runtime_options)
+                                 fast_path_from_args, non_negative_float, positive_int, runtime_options)
 
 HELP = "compare two model files (backends) on the same images: output errors, mask IoU, scores"
 
@@ -24,6 +24,8 @@ def add_arguments(p) -> None:
     add_runtime_arguments(p, "--against")
     p.add_argument("--score-tol", type=non_negative_float, default=1e-3, help="largest score difference that passes (1e-3)")
     p.add_argument("--min-iou", type=non_negative_float, default=0.99, help="smallest matched-mask IoU that passes (0.99)")
+    p.add_argument("--max-pixels", type=positive_int, default=None, metavar="N",
+                   help="refuse images of more than N pixels (default 100000000)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     add_fast_path_arguments(p)  # for --against: `--model m.pth --against m.pth --fast` checks the fast path
 
@@ -45,7 +47,7 @@ def run(args) -> int:
         from csrinfer.apps.samples import sample_images
 
         images = [image for _, image in sample_images()]
-    report = compare(a, b, images)
+    report = compare(a, b, images, **({"max_pixels": args.max_pixels} if args.max_pixels else {}))
     passed = report.passed(args.score_tol, args.min_iou)
     if args.json:
         print(json.dumps({**report.to_dict(), "passed": passed}, indent=2))

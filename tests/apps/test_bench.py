@@ -149,6 +149,15 @@ def test_cli_json_prints_the_result_as_json(small_onnx, capsys, validator):
     assert list(validator.iter_errors(result)) == [] and result["iters"] == 2
 
 
+def test_max_pixels_refuses_larger_dataset_images_in_one_line(small_onnx, shapes, capsys):
+    from csrinfer.apps.bench import bench_images
+
+    assert len(bench_images(2, shapes)) == 2  # the synthetic images are far below the default limit
+    assert main(["bench", "--model", str(small_onnx), "--data", str(shapes), "--max-pixels", "100", "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "100" in err[0] and "pixels" in err[0], err
+
+
 @pytest.mark.parametrize("argv,message", [
     (["--model", "{tmp}/missing.onnx"], "does not exist"),
     (["--model", "{onnx}", "--fast"], "--fast is a switch of PyTorch models (.pth/.pt)"),

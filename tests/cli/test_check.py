@@ -30,6 +30,15 @@ def test_json_report_on_given_images_lists_unreadable_ones(tmp_path, small_ckpt,
 
 
 
+def test_max_pixels_refuses_a_larger_image_and_compares_the_others(tmp_path, small_onnx, capsys):
+    cv2.imwrite(str(tmp_path / "a.png"), photo_like(3, 70, 100))  # 7000 pixels
+    cv2.imwrite(str(tmp_path / "b.png"), photo_like(4, 40, 50))  # 2000 pixels
+    assert main(["check", "--model", str(small_onnx), "--against", str(small_onnx), "--images",
+                 str(tmp_path / "a.png"), str(tmp_path / "b.png"), "--max-pixels", "5000", "--json"]) == 1
+    report = json.loads(capsys.readouterr().out)
+    assert report["images"] == 1 and len(report["failures"]) == 1 and "a.png" in report["failures"][0]
+
+
 def test_runtime_applies_to_the_model_compared_against(small_onnx, capsys):
     import pytest
 
