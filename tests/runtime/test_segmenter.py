@@ -189,7 +189,7 @@ def test_what_is_not_a_model_is_refused(small_cfg):
 
 
 def test_an_option_of_another_backend_is_one_sentence(small_onnx):
-    with pytest.raises(ConfigError, match="option\\(s\\) fp16 do not apply to ONNX Runtime models; they take spin, threads"):
+    with pytest.raises(ConfigError, match="option\\(s\\) fast do not apply to ONNX Runtime models; they take spin, threads"):
         Segmenter(small_onnx, fp16=True)
 
 

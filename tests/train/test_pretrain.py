@@ -71,7 +71,6 @@ def test_the_warm_up_stops_at_its_deadline(tiny_data):
 def _recording(monkeypatch, interrupt_at_check=None):
     """Wrap the real warm-up: record the backbone's weights after each call, and (optionally) send
     a SIGINT, as a Ctrl-C, at the n-th check between warm-up steps."""
-    import os
     import signal
 
     real, calls, checks = pretrain_backbone, [], {"n": 0}  # the module's own, never an earlier wrapper
@@ -80,7 +79,7 @@ def _recording(monkeypatch, interrupt_at_check=None):
         def check():
             checks["n"] += 1
             if checks["n"] == interrupt_at_check:
-                os.kill(os.getpid(), signal.SIGINT)
+                signal.getsignal(signal.SIGINT)(signal.SIGINT, None)  # as the interpreter runs a Ctrl-C
             return should_stop()
 
         stats = real(backbone, *args, should_stop=check, **kwargs)
