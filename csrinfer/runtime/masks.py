@@ -293,10 +293,11 @@ class LazyMasks(Masks):
         for start, end in self._chunks():
             # Column-major (COCO's order) change points, found on the GPU: only they come off.
             flat = self._paste(start, end).transpose(1, 2).reshape(end - start, h * w)
-            changes = torch.nonzero(flat[:, 1:] != flat[:, :-1]).cpu().numpy()
+            changes = torch.nonzero(flat[:, 1:] != flat[:, :-1]).cpu().numpy()  # sorted by mask, then position
             first, last = flat[:, 0].cpu().numpy(), flat[:, -1].cpu().numpy()
+            bounds = np.searchsorted(changes[:, 0], np.arange(end - start + 1))
             for j in range(end - start):
-                points = changes[changes[:, 0] == j, 1] + 1
+                points = changes[bounds[j]:bounds[j + 1], 1] + 1
                 if first[j]:
                     points = np.concatenate([[0], points])
                 if last[j]:  # a last run of ones ends at the last pixel
