@@ -32,6 +32,10 @@ MARGIN = 1e-3
 # place of a value <= 1, under 1e-6; a pixel closer to mask_thr is settled by the full-size
 # computation itself.
 UNSURE = 1e-6
+# Boxes on the CPU come from box-sized products unless the regions add up to more than this
+# fraction of N full images: then from one chunked full-size paste (100 noisy masks at 640x640:
+# 284 ms by regions against 172 ms for the whole paste).
+FULL_PASTE_FRACTION = 0.5
 
 
 class Masks:
@@ -243,14 +247,18 @@ class LazyMasks(Masks):
 
         h, w = self.image_size
         n = len(self)
-        if self.on_gpu:  # rows and columns each mask touches are found there; only they come off
+        regions = [] if self.on_gpu else list(self._candidate_regions())
+        area = sum((r[1] - r[0]) * (r[3] - r[2]) for r in regions if r is not None)
+        # On a GPU, or where the masks' possible regions cover much of the image (noisy masks of an
+        # untrained model), one chunked full-size paste is cheaper than a product per region.
+        if self.on_gpu or area > FULL_PASTE_FRACTION * n * h * w:
             rows, cols = np.empty((n, h), bool), np.empty((n, w), bool)
             for start, end in self._chunks():
                 pasted = self._paste(start, end)
                 rows[start:end], cols[start:end] = pasted.any(2).cpu().numpy(), pasted.any(1).cpu().numpy()
             return boxes_from_extents(rows, cols)
         boxes = np.zeros((n, 4), np.float32)
-        for i, region in enumerate(self._candidate_regions()):
+        for i, region in enumerate(regions):
             if region is None:
                 continue
             y0, y1, x0, x1 = region
@@ -290,6 +298,14 @@ class LazyMasks(Masks):
 
         h, w = self.image_size
         out = []
+        if not self.on_gpu:  # pycocotools' own encoder on each chunk: never N full-size masks at once
+            from pycocotools import mask as mask_utils
+
+            for start, end in self._chunks():
+                chunk = self._paste(start, end).numpy().transpose(1, 2, 0)
+                out += [{"size": [h, w], "counts": r["counts"]}
+                        for r in mask_utils.encode(np.asfortranarray(chunk.astype(np.uint8)))]
+            return out
         for start, end in self._chunks():
             # Column-major (COCO's order) change points, found on the GPU: only they come off.
             flat = self._paste(start, end).transpose(1, 2).reshape(end - start, h * w)
