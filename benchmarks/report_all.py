@@ -59,20 +59,21 @@ def _table_intro(t: dict) -> list[str]:
 
 
 def table_ii(t: dict) -> list[str]:
-    header = ["config", "CSR", "D2S", "params M (ours)", "FPS (ours)", "ratio (ours)", "timed", "paper AP",
-              "paper FPS", "paper ratio"]
-    rows = [[r["config"], "✓" if r["csr"] else "", "✓" if r["d2s"] else "", f"{r['params_M']:.2f}",
-             _f(r["fps"], "{:.3f}"), _f(r["fps_ratio"], "{:.3f}"), r["iters"], r["paper_ap"], r["paper_fps"],
-             f"{r['paper_ratio']:.3f}"] for r in t["rows"]]
-    return _table_intro(t) + md_table(header, rows, right=3)
+    header = ["config", "arch", "CSR", "D2S", "params M (ours)", "GFLOPs (ours)", "FPS (ours)", "ratio (ours)",
+              "timed", "paper AP", "paper FPS", "paper ratio"]
+    rows = [[r["config"], r.get("arch", "csr_d2s"), "✓" if r["csr"] else "", "✓" if r["d2s"] else "",
+             f"{r['params_M']:.2f}", _f(r.get("gflops"), "{:.1f}"), _f(r["fps"], "{:.3f}"),
+             _f(r["fps_ratio"], "{:.3f}"), r["iters"], r["paper_ap"], r["paper_fps"], f"{r['paper_ratio']:.3f}"]
+            for r in t["rows"]]
+    return _table_intro(t) + md_table(header, rows, right=4)
 
 
 def table_iii(t: dict) -> list[str]:
-    header = ["CSR width", "params M (ours)", "params M (paper)", "FPS (ours)", "ratio (ours)", "timed", "paper AP",
-              "paper FPS", "paper ratio"]
-    rows = [[r["csr_channels"], f"{r['params_M']:.2f}", r["paper_params_M"], _f(r["fps"], "{:.3f}"),
-             _f(r["fps_ratio"], "{:.3f}"), r["iters"], r["paper_ap"], r["paper_fps"], f"{r['paper_ratio']:.3f}"]
-            for r in t["rows"]]
+    header = ["CSR width", "params M (ours)", "params M (paper)", "GFLOPs (ours)", "FPS (ours)", "ratio (ours)",
+              "timed", "paper AP", "paper FPS", "paper ratio"]
+    rows = [[r["csr_channels"], f"{r['params_M']:.2f}", r["paper_params_M"], _f(r.get("gflops"), "{:.1f}"),
+             _f(r["fps"], "{:.3f}"), _f(r["fps_ratio"], "{:.3f}"), r["iters"], r["paper_ap"], r["paper_fps"],
+             f"{r['paper_ratio']:.3f}"] for r in t["rows"]]
     return _table_intro(t) + md_table(header, rows)
 
 

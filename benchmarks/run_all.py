@@ -16,9 +16,11 @@ measured in one run (issue 7). Writes ``<out>/<machine>.json``, ``.md`` and ``.p
    speed; not in a dry run), ``tensorrt_fp16`` (a static engine per shape where TensorRT is
    installed). Within a cell (size, batch) the variants are interleaved: each is warmed up, then
    ``rounds`` rounds each time every variant in turn; latencies are medians over all rounds.
-2. **Table II** (FPN baseline, +CSR, +D2S, both) and **Table III** (CSR width 128/256/512/1024):
-   parameters and eager-FP32 speed at 1344x800, batch 1, all seven models interleaved in the
-   same rounds, so their ratios hold on a noisy machine; the paper's numbers alongside.
+2. **Table II** (the baseline, +CSR, +D2S, both) and **Table III** (CSR width 128/256/512/1024):
+   parameters, GFLOPs and eager-FP32 speed at 1344x800, batch 1, all eight models interleaved
+   in the same rounds, so their ratios hold on a noisy machine; the paper's numbers alongside.
+   The baseline is measured twice: mmdetection's SOLOv2 (``solov2_r50_fpn_coco``, the true
+   baseline and the ratios' reference) and design.md's FPN fusion on csrinfer's head.
 3. **Floor** of the paper model at 1344x800: FLOPs (``csrinfer.model.complexity.count_flops``)
    and bytes moved at least once (``count_bytes``: weights + input + outputs + every layer's
    output written once and read once), against this device's attainable peaks measured here
@@ -72,8 +74,13 @@ PROGRESS = sys.stderr.isatty()  # progress bars on a terminal; stage lines only 
 IMAGE_HW = (480, 800)  # letterboxed to 800x1333, padded to 800x1344; to 384x640 in 640x640
 PAPER_MODEL = "csr_d2s_r50_coco"
 # (config, CSR, D2S, paper AP, paper FPS) of Table II; (CSR width, config, paper AP, paper #params M, paper FPS) of III.
-TABLE_II = [("fpn_r50_coco", False, False, 34.1, 18.3), ("csr_r50_coco", True, False, 34.9, 19.5),
-            ("d2s_r50_coco", False, True, 34.8, 19.5), ("csr_d2s_r50_coco", True, True, 35.4, 19.5)]
+# The paper's baseline row ("FPN without any modification") is measured twice: as mmdetection's
+# SOLOv2 (FPN P2-P6, per-level grids, 512-wide branches: the true baseline, issue 22, and the
+# ratios' reference) and as design.md's FPN fusion on csrinfer's head (what CSR and D2S replace).
+TABLE_II = [("solov2_r50_fpn_coco", False, False, 34.1, 18.3), ("fpn_r50_coco", False, False, 34.1, 18.3),
+            ("csr_r50_coco", True, False, 34.9, 19.5), ("d2s_r50_coco", False, True, 34.8, 19.5),
+            ("csr_d2s_r50_coco", True, True, 35.4, 19.5)]
+SOLOV2_DRY_CONFIG = "solov2_tiny_test"  # a dry run's stand-in for the SOLOv2 row (the test fixture's layout)
 TABLE_III = [(128, "csr128_d2s_r50_coco", 34.9, 31.63, 20.4), (256, "csr_d2s_r50_coco", 35.4, 32.13, 19.5),
              (512, "csr512_d2s_r50_coco", 36.1, 33.34, 17.6), (1024, "csr1024_d2s_r50_coco", 36.5, 34.88, 16.1)]
 
@@ -375,6 +382,10 @@ def table_config(name: str, s: Settings):
     cfg = load_config(REPO / "models" / f"{name}.yaml")
     if not s.dry_run:
         return cfg
+    if cfg.model.arch == "solov2":
+        small = load_config(REPO / "models" / f"{SOLOV2_DRY_CONFIG}.yaml")
+        small.name = f"{name}(tiny)"
+        return small
     small = load_config(s.config)
     for key in ("csr", "d2s", "csr_channels"):
         setattr(small.model, key, getattr(cfg.model, key))
@@ -383,16 +394,16 @@ def table_config(name: str, s: Settings):
 
 
 def paper_tables(s: Settings, budget: Budget, estimates: Estimates, report: dict, images) -> None:
-    """Tables II and III: seven configs, parameters, eager FP32 at the first size, batch 1, interleaved."""
+    """Tables II and III: eight configs, parameters, GFLOPs and eager FP32 at the first size, batch 1, interleaved."""
     from csrinfer.model import build_model
-    from csrinfer.model.complexity import count_parameters
+    from csrinfer.model.complexity import count_flops, count_parameters
     from csrinfer.runtime.segmenter import Segmenter
     from tests.conftest import make_confident
 
     size_name, size = next(iter(s.sizes.items()))
-    print(f"[{budget.elapsed():6.0f} s] Tables II and III: 7 configs at {size_name}, batch 1", flush=True)
     names = list(dict.fromkeys([r[0] for r in TABLE_II] + [r[1] for r in TABLE_III]))
-    entries, params = [], {}
+    print(f"[{budget.elapsed():6.0f} s] Tables II and III: {len(names)} configs at {size_name}, batch 1", flush=True)
+    entries, params, flops, archs = [], {}, {}, {}
     est = estimates.per_batch("pytorch_eager_fp32", size, 1)
     if est is not None and budget.left() < len(names) * est * (2 + s.rounds) / 1e3:
         report["skipped"].append({"what": "Tables II and III", "reason": f"time budget: needs ~"
@@ -403,6 +414,8 @@ def paper_tables(s: Settings, budget: Budget, estimates: Estimates, report: dict
         torch.manual_seed(0)
         model = make_confident(build_model(cfg), nms_pre=cfg.inference.nms_pre).eval()
         params[name] = count_parameters(model)["total"]
+        flops[name] = count_flops(model, *size)["network"]
+        archs[name] = cfg.model.arch
         seg = Segmenter(model, s.device, cfg=cfg, input_size=size)
         entries.append({"name": name, "run": bench.BenchRun(seg, images, 1)})
     tmp = Estimates()
@@ -414,11 +427,13 @@ def paper_tables(s: Settings, budget: Budget, estimates: Estimates, report: dict
     rows2, rows3 = [], []
     base = timed.get(TABLE_II[0][0])
     for name, csr, d2s, ap, fps in TABLE_II:
-        rows2.append(table_row(name, params[name], timed.get(name), base, paper_ap=ap, paper_fps=fps,
-                               paper_ratio=fps / TABLE_II[0][4], csr=csr, d2s=d2s))
+        rows2.append(table_row(name, params[name], timed.get(name), base, gflops=flops[name] / 1e9, paper_ap=ap,
+                               paper_fps=fps, paper_ratio=fps / TABLE_II[0][4], csr=csr, d2s=d2s,
+                               arch=archs[name]))
     base = timed.get(TABLE_III[1][1])
     for width, name, ap, paper_params, fps in TABLE_III:
-        rows3.append(table_row(name, params[name], timed.get(name), base, paper_ap=ap, paper_fps=fps,
+        rows3.append(table_row(name, params[name], timed.get(name), base, gflops=flops[name] / 1e9, paper_ap=ap,
+                               paper_fps=fps,
                                paper_ratio=fps / TABLE_III[1][4], csr_channels=width, paper_params_M=paper_params))
     common = {"input": size_name, "batch": 1, "variant": "pytorch_eager_fp32", "device": s.device,
               "device_name": bench.device_name(s.device), "rounds": s.rounds}

@@ -65,12 +65,12 @@ def test_speed_rows_are_bench_results(dry_run):
         assert row["iters"] == 2  # two interleaved rounds of one iteration
 
 
-def _small_model(**model):
-    """The dry run's model, built here from the small config with the given switches."""
+def _small_model(config="csr_d2s_r18_small", **model):
+    """The dry run's model, built here from a small config with the given switches."""
     from csrinfer.config import load_config
     from csrinfer.model import build_model
 
-    cfg = load_config(BENCHMARKS.parent / "models" / "csr_d2s_r18_small.yaml")
+    cfg = load_config(BENCHMARKS.parent / "models" / f"{config}.yaml")
     for key, value in model.items():
         setattr(cfg.model, key, value)
     return build_model(cfg)
@@ -78,20 +78,29 @@ def _small_model(**model):
 
 def test_tables_against_the_models(dry_run):
     _, report, _ = dry_run
-    # The paper's rows, written out here: (config, CSR, D2S, CSR width); a dry run builds each
-    # as the small config with that row's switches.
-    rows_ii = [("fpn_r50_coco", False, False, 256), ("csr_r50_coco", True, False, 256),
-               ("d2s_r50_coco", False, True, 256), ("csr_d2s_r50_coco", True, True, 256)]
-    rows_iii = [(f"csr{w}_d2s_r50_coco" if w != 256 else "csr_d2s_r50_coco", True, True, w) for w in (128, 256, 512, 1024)]
+    # The paper's rows, written out here: (config, small config of the dry run, CSR, D2S, CSR
+    # width). The baseline twice: mmdetection's SOLOv2 (the tiny SOLOv2 of the mmdet fixture in a
+    # dry run) and design.md's FPN fusion; the others are the small config with the row's switches.
+    rows_ii = [("solov2_r50_fpn_coco", "solov2_tiny_test", False, False, None),
+               ("fpn_r50_coco", "csr_d2s_r18_small", False, False, 256),
+               ("csr_r50_coco", "csr_d2s_r18_small", True, False, 256),
+               ("d2s_r50_coco", "csr_d2s_r18_small", False, True, 256),
+               ("csr_d2s_r50_coco", "csr_d2s_r18_small", True, True, 256)]
+    rows_iii = [(f"csr{w}_d2s_r50_coco" if w != 256 else "csr_d2s_r50_coco", "csr_d2s_r18_small", True, True, w)
+                for w in (128, 256, 512, 1024)]
     for key, want in (("table_ii", rows_ii), ("table_iii", rows_iii)):
         table = report[key]
         assert table["input"] == "128x96" and [r["config"] for r in table["rows"]] == [w[0] for w in want]
-        for row, (_, csr, d2s, width) in zip(table["rows"], want):
-            model = _small_model(csr=csr, d2s=d2s, csr_channels=width)
+        for row, (_, small, csr, d2s, width) in zip(table["rows"], want):
+            switches = {} if width is None else dict(csr=csr, d2s=d2s, csr_channels=width)
+            model = _small_model(small, **switches)
             assert row["params_M"] == pytest.approx(sum(p.numel() for p in model.parameters()) / 1e6)
+            assert row["gflops"] * 1e9 == _conv_flops(model, 96, 128)
             assert row["fps"] > 0 and row["iters"] == 2
         base = next(r for r in table["rows"] if r["config"] == table["ratio_to"])
         assert base["fps_ratio"] == pytest.approx(1.0)
+    assert report["table_ii"]["ratio_to"] == "solov2_r50_fpn_coco"  # the true SOLOv2 baseline (issue 22)
+    assert [r["arch"] for r in report["table_ii"]["rows"]] == ["solov2"] + ["csr_d2s"] * 4
     widths = [r["params_M"] for r in report["table_iii"]["rows"]]
     assert widths == sorted(widths)  # a wider CSR has more parameters
     assert [r["paper_fps"] for r in report["table_iii"]["rows"]] == [20.4, 19.5, 17.6, 16.1]
