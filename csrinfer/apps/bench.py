@@ -3,12 +3,17 @@ Table I reports it (FPS at batch 1 on a V100, 19.5 for CSR-D2S) and as a user co
 segmentation models wants it: throughput, latency percentiles, where the time goes.
 
 One iteration is what ``Segmenter.predict_batch`` does to a batch of decoded images, split
-into its three public steps (csrinfer/runtime/segmenter.py), each timed:
+into its three public steps (csrinfer/runtime/segmenter.py), and then what the caller reads of
+the results, each timed:
 
 - ``preprocess``: letterbox + pad into the network input (``Segmenter.preprocess``);
 - ``network``: the backend's ``infer``: upload, network and the in-graph post-processing
-  (scores, labels, stride-8 mask probabilities of K slots);
-- ``postprocess``: ``Segmenter.postprocess``: masks pasted at each image's size, thresholded.
+  (scores, labels, mask probabilities of K slots at the feature stride);
+- ``postprocess``: ``Segmenter.postprocess``: the ``Instances`` of each image, labels, scores
+  and boxes made, masks kept unread where the network left them;
+- ``result``: reading the masks in the form ``read`` names: ``none`` (not read: what
+  ``predict`` costs a caller who needs boxes and scores), ``rle`` (COCO RLE, what ``to_coco``,
+  ``eval`` and the Triton response read) or ``masks`` (every mask at the image's size).
 
 Image decoding is not timed (the images are decoded once, before the run). On a CUDA device
 each step is timed with CUDA events recorded on the current stream between the steps (the
@@ -45,8 +50,9 @@ import numpy as np
 
 from csrinfer.errors import ConfigError
 
-SCHEMA = "csrinfer-bench/1"
-STEPS = ("preprocess", "network", "postprocess")
+SCHEMA = "csrinfer-bench/2"
+STEPS = ("preprocess", "network", "postprocess", "result")
+READS = ("none", "rle", "masks")  # what the ``result`` step reads of each Instances
 # Paper Table I, "Ours": mask AP on COCO test-dev, FPS on one Tesla V100 (batch 1).
 PAPER = {"method": "CSR-D2S (paper, Table I)", "fps": 19.5, "mask_AP": 35.4, "params_M": 32.13,
          "device": "Tesla V100", "batch": 1, "input": "COCO, short side 800, long side <= 1333"}
@@ -112,14 +118,17 @@ class BenchRun:
         segmenter: a :class:`csrinfer.Segmenter`.
         images: uint8 BGR [H, W, 3] images; the batch is the first ``batch`` of them, cycled.
         batch: images per iteration.
+        read: what the ``result`` step reads of each image's Instances (one of ``READS``).
 
     ``run(n)`` times ``n`` iterations and keeps every sample, so callers may interleave
     several BenchRuns (``benchmarks/run_all.py``) and summarise each one at the end.
     """
 
-    def __init__(self, segmenter, images: Sequence[np.ndarray], batch: int = 1):
+    def __init__(self, segmenter, images: Sequence[np.ndarray], batch: int = 1, read: str = "none"):
         if batch < 1:
             raise ConfigError(f"batch must be at least 1, got {batch}")
+        if read not in READS:
+            raise ConfigError(f"read must be one of {', '.join(READS)}, got {read!r}")
         static = segmenter.info.batch
         if static is not None and static != batch:
             raise ConfigError(f"{segmenter.backend.name} model has a static batch of {static}; bench it with "
@@ -127,6 +136,7 @@ class BenchRun:
         self.segmenter = segmenter
         self.images = [images[i % len(images)] for i in range(batch)]
         self.batch = batch
+        self.read = read
         self.clock = StepClock(self._timing_device())
         self.samples: list[dict[str, float]] = []
         self.instances = 0
@@ -146,6 +156,12 @@ class BenchRun:
         clock.mark("network")
         results = seg.postprocess(outputs, boxes)
         clock.mark("postprocess")
+        for instances in results:
+            if self.read == "rle":
+                instances.rle()
+            elif self.read == "masks":
+                instances.masks
+        clock.mark("result")
         times = clock.read()
         self.input_shape = [int(v) for v in inputs.shape]
         self.instances = sum(len(r) for r in results)
@@ -166,7 +182,7 @@ class BenchRun:
         if not self.samples:
             raise ValueError("run() has not timed any iteration")
         latency = {k: latency_stats([s[k] for s in self.samples]) for k in ("total", *STEPS)}
-        return {"input_shape": self.input_shape, "batch": self.batch, "iters": len(self.samples),
+        return {"input_shape": self.input_shape, "batch": self.batch, "read": self.read, "iters": len(self.samples),
                 "latency_ms": latency, "fps": self.batch * 1e3 / latency["total"]["mean"],
                 "instances_per_image": self.instances / self.batch, "timer": self.clock.kind}
 
@@ -293,7 +309,7 @@ def benchmark(model, *, device: str | None = None, input_size: Sequence[int] | N
               warmup: int = 10, iters: int = 100, data: str | os.PathLike | None = None, split: str = "val",
               max_images: int | None = None, coco_results: str | os.PathLike | None = None,
               progress: bool = True, argv: Sequence[str] | None = None, name: str | None = None,
-              max_pixels: int | None = None, **backend_options) -> dict:
+              max_pixels: int | None = None, read: str = "none", **backend_options) -> dict:
     """Time ``model`` (a .pth/.pt/.onnx/.plan path, or a ``Segmenter``) and, with ``data``, measure
     its mask AP on that COCO-format folder's ``split``, in one run.
 
@@ -306,6 +322,8 @@ def benchmark(model, *, device: str | None = None, input_size: Sequence[int] | N
             images (its first ``batch`` images; without data, synthetic 480x640 images).
         coco_results: where to write the COCO results of the AP run (default: not kept).
         max_pixels: refuse dataset images of more pixels than this (default: the Segmenter's).
+        read: what the timed ``result`` step reads of the Instances: "none" (masks unread),
+            "rle" or "masks" (every mask at full size).
         backend_options: passed to the Segmenter (``fast=True``, ``threads=2``, ...).
         argv: the command to record (default: ``sys.argv``).
 
@@ -322,7 +340,7 @@ def benchmark(model, *, device: str | None = None, input_size: Sequence[int] | N
     else:
         segmenter = Segmenter(model, device, input_size=input_size,
                               **({"max_pixels": max_pixels} if max_pixels else {}), **backend_options)
-    run = BenchRun(segmenter, bench_images(batch, data, split, max_pixels=max_pixels), batch)
+    run = BenchRun(segmenter, bench_images(batch, data, split, max_pixels=max_pixels), batch, read)
     run.warmup(warmup, progress)
     run.run(iters, progress)
     result = describe(segmenter, run.summary(), name=name or (str(model) if isinstance(model, (str, Path)) else None),
@@ -335,7 +353,7 @@ def benchmark(model, *, device: str | None = None, input_size: Sequence[int] | N
 
 def describe(segmenter, summary: dict, *, name: str | None = None, warmup: int = 0, argv=None,
              date: str | None = None, loadavg_start=None, **extra) -> dict:
-    """A bench result (schema ``csrinfer-bench/1``) from a Segmenter and ``BenchRun.summary()``."""
+    """A bench result (schema ``csrinfer-bench/2``) from a Segmenter and ``BenchRun.summary()``."""
     backend = segmenter.backend
     result = {
         "schema": SCHEMA,
@@ -391,9 +409,12 @@ def format_result(result: dict) -> str:
              f"input {shape}, batch {result['batch']}, {result['warmup']} warm-up + {result['iters']} timed "
              f"iterations ({result['timer']})",
              f"{'ms per batch':<16}{'mean':>10}{'p50':>10}{'p90':>10}{'p99':>10}"]
+    read = result.get("read", "none")
     names = {"preprocess": "pre-processing", "network": "network", "postprocess": "post-processing",
-             "total": "total"}
+             "result": "masks unread" if read == "none" else f"reading {read}", "total": "total"}
     for key in (*STEPS, "total"):
+        if key not in result["latency_ms"]:  # a result written before the result step was timed
+            continue
         s = result["latency_ms"][key]
         lines.append(f"{names[key]:<16}" + "".join(f"{s[p]:10.2f}" for p in ("mean", "p50", "p90", "p99")))
     paper = result["paper"]

@@ -1,4 +1,5 @@
-"""``csrinfer bench``: FPS, latency percentiles (pre-processing / network / post-processing) and,
+"""``csrinfer bench``: FPS, latency percentiles (pre-processing / network / post-processing /
+result) and,
 with ``--data``, mask AP of a model file. Thin: parses the flags, calls
 :func:`csrinfer.apps.bench.benchmark`, prints :func:`csrinfer.apps.bench.format_result`."""
 
@@ -30,6 +31,9 @@ def add_arguments(p) -> None:
                         "the COCO results to DIR/coco_results.json")
     p.add_argument("--max-pixels", type=positive_int, default=None, metavar="N",
                    help="refuse dataset images of more than N pixels (default 100000000)")
+    p.add_argument("--read", choices=("none", "rle", "masks"), default="none",
+                   help="what the timed result step reads of each image's instances: none (masks unread, the "
+                        "default), rle (COCO RLE, as eval and to_coco) or masks (every mask at the image's size)")
     p.add_argument("--json", action="store_true", help="print the result as JSON instead of a table")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     add_runtime_arguments(p)
@@ -48,7 +52,8 @@ def run(args) -> int:
     result = benchmark(args.model, device=args.device, input_size=args.input_size, batch=args.batch,
                        warmup=args.warmup, iters=args.iters, data=args.data, split=args.split,
                        max_images=args.max_images, coco_results=out / "coco_results.json" if out and args.data else None,
-                       progress=not args.quiet, max_pixels=args.max_pixels, **({"fast": fast} if fast else {}),
+                       progress=not args.quiet, max_pixels=args.max_pixels, read=args.read,
+                       **({"fast": fast} if fast else {}),
                        **runtime_options(args))
     print(json.dumps(result, indent=2) if args.json else format_result(result))
     if out:

@@ -40,13 +40,13 @@ def shapes(tmp_path_factory):
 def check_consistent(result: dict, batch: int) -> None:
     """What must hold of any bench result, whatever the machine."""
     lat = result["latency_ms"]
-    for key in ("total", "preprocess", "network", "postprocess"):
+    steps = ("preprocess", "network", "postprocess", "result")
+    for key in ("total", *steps):
         s = lat[key]
         assert 0 <= s["min"] <= s["p50"] <= s["p90"] <= s["p99"] <= s["max"], (key, s)
         assert s["min"] <= s["mean"] <= s["max"]
     # each iteration's total is the sum of its steps, so the means add up exactly
-    assert math.isclose(lat["total"]["mean"], sum(lat[k]["mean"] for k in ("preprocess", "network", "postprocess")),
-                        rel_tol=1e-9)
+    assert math.isclose(lat["total"]["mean"], sum(lat[k]["mean"] for k in steps), rel_tol=1e-9)
     assert math.isclose(result["fps"], batch * 1000.0 / lat["total"]["mean"], rel_tol=1e-9)
     assert result["batch"] == batch and result["input_shape"][0] == batch and result["input_shape"][1] == 3
     assert result["paper"]["fps"] == 19.5 and result["paper"]["device"] == "Tesla V100"
@@ -108,8 +108,42 @@ def test_bench_run_keeps_every_sample(small_ckpt):
     run.run(3)
     assert len(run.samples) == 3
     for sample in run.samples:
-        assert sample["total"] == pytest.approx(sample["preprocess"] + sample["network"] + sample["postprocess"])
+        assert sample["total"] == pytest.approx(sample["preprocess"] + sample["network"] + sample["postprocess"]
+                                                + sample["result"])
     assert run.summary()["latency_ms"]["network"]["max"] == max(s["network"] for s in run.samples)
+
+
+@pytest.mark.parametrize("read", ["none", "rle", "masks"])
+def test_the_result_step_reads_what_it_is_told_and_nothing_before_it(small_ckpt, monkeypatch, read):
+    from csrinfer.runtime import masks as lazy
+    from csrinfer.runtime.instances import Instances
+    from csrinfer.runtime.segmenter import Segmenter
+    from tests.conftest import photo_like
+
+    reads = []  # (form, step it happened in)
+    run = BenchRun(Segmenter(small_ckpt), [photo_like(1, 90, 120)], batch=2, read=read)
+    original_mark, original_rle, original_full = run.clock.mark, Instances.rle, lazy.LazyMasks.full
+    step = ["preprocess"]
+
+    def mark(name):
+        original_mark(name)
+        step[0] = {"preprocess": "network", "network": "postprocess", "postprocess": "result"}.get(name, "after")
+
+    monkeypatch.setattr(run.clock, "mark", mark)
+    monkeypatch.setattr(Instances, "rle", lambda self: reads.append(("rle", step[0])) or original_rle(self))
+    monkeypatch.setattr(lazy.LazyMasks, "full", lambda self: reads.append(("masks", step[0])) or original_full(self))
+    run.run(2)
+    assert run.instances > 0
+    assert reads == ([] if read == "none" else [(read, "result")] * 4)  # 2 images x 2 iterations
+    assert run.summary()["read"] == read
+
+
+def test_an_unknown_read_is_one_sentence(small_ckpt):
+    from csrinfer.errors import ConfigError
+    from csrinfer.runtime.segmenter import Segmenter
+
+    with pytest.raises(ConfigError, match="read must be one of none, rle, masks, got 'polygons'"):
+        BenchRun(Segmenter(small_ckpt), [], read="polygons")
 
 
 def test_mask_ap_in_the_same_run_is_the_evaluation_modules(small_ckpt, shapes, validator, tmp_path):
