@@ -399,8 +399,9 @@ def breakdown(device, args, clock: Clock) -> dict:
     """Where the fast path's time goes, at the e2e stage's input size, batch 1: the network's
     parts run eagerly in FP16 (backbone, neck, head, in-graph post-processing), the whole in a
     CUDA graph with and without BatchNorm folding, the CUDA kernels of one eager pass that take
-    the most time, and the Instances step against copying the masks off whole and finding
-    their boxes on the host (as it did before the first GPU run)."""
+    the most time, the Instances step against copying the masks off whole and finding their
+    boxes on the host (as it did before the first GPU run), and reading the lazy results: RLE,
+    ``to_coco``, all masks, box crops."""
     from csrinfer.model.postprocess import postprocess
     from csrinfer.runtime.cuda_graph import CudaGraphRunner
     from csrinfer.runtime import fastpath
@@ -443,6 +444,12 @@ def breakdown(device, args, clock: Clock) -> dict:
         probs = masks[torch.argsort(scores, descending=True)[:n]].float()
         res["instances"] = n
         res["to_instances_ms"] = statistics.median(clock.wall(lambda: to_instances(scores, labels, masks, box), runs))
+        # what reading the lazy results costs (issue 17): each form timed on fresh Instances
+        res["read_ms"] = {}
+        for form, read in (("rle", lambda inst: inst.rle()), ("to_coco", lambda inst: inst.to_coco(1)),
+                           ("masks", lambda inst: inst.masks), ("crops", lambda inst: inst.crops())):
+            fresh = iter([to_instances(scores, labels, masks, box) for _ in range(runs + 1)])
+            res["read_ms"][form] = statistics.median(clock.wall(lambda: read(next(fresh)), runs))
         res["paste_on_device_ms"] = statistics.median(clock.times(lambda: paste_masks(probs, box), runs))
         pasted = paste_masks(probs, box)
         bits = pack_bits(pasted).cpu().numpy()
@@ -577,6 +584,7 @@ def summary_table(res: dict) -> str:
         lines.append(f"  Instances of {b['instances']}: to_instances {b['to_instances_ms']:.2f}, paste on device "
                      f"{b['paste_on_device_ms']:.2f}, former host boxes {b['former_host_boxes_ms']:.2f}; "
                      + ", ".join(f"{k} {v:.2f}" for k, v in b["to_instances_steps_ms"].items()))
+        lines.append("  reading them (ms): " + ", ".join(f"{k} {v:.2f}" for k, v in b.get("read_ms", {}).items()))
         lines.extend(f"  {k['ms_per_call']:7.3f} ms x{k['count_per_call']:<5g} {k['name'][:90]}" for k in b["top_kernels"][:10])
     for stage, err in res.get("errors", {}).items():
         lines.append(f"{stage}: ERROR {err.splitlines()[-1] if err else ''}")

@@ -37,6 +37,8 @@ def test_dry_run_writes_every_stage(tmp_path, capsys):
     assert set(parts) == {"backbone", "neck", "head", "in_graph_postprocess", "whole_eager"}
     assert all(ms > 0 for ms in parts.values()) and res["breakdown"]["top_kernels"]
     assert res["breakdown"]["instances"] > 0
+    assert set(res["breakdown"]["read_ms"]) == {"rle", "to_coco", "masks", "crops"}  # the lazy results read
+    assert all(ms > 0 for ms in res["breakdown"]["read_ms"].values())
     out = capsys.readouterr().out
     assert "end to end" in out and "breakdown" in out  # the summary table is printed last
 
