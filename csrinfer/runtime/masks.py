@@ -32,10 +32,10 @@ MARGIN = 1e-3
 # place of a value <= 1, under 1e-6; a pixel closer to mask_thr is settled by the full-size
 # computation itself.
 UNSURE = 1e-6
-# Boxes on the CPU come from box-sized products unless the regions add up to more than this
-# fraction of N full images: then from one chunked full-size paste (100 noisy masks at 640x640:
-# 284 ms by regions against 172 ms for the whole paste).
-FULL_PASTE_FRACTION = 0.5
+# Boxes on the CPU: each mask's edges are found by scanning lines inward from its candidate
+# region's sides, in bands that start this many lines wide and double; only the lines up to the
+# first one with a pixel above the threshold are computed.
+FIRST_BAND = 8
 
 
 class Masks:
@@ -163,9 +163,10 @@ class LazyMasks(Masks):
         mask_thr: binarisation threshold.
 
     On a GPU every form is cut from full-size masks pasted there (a chunk at a time), so only
-    bits, boxes, crops or run lengths cross to the host. On the CPU the pixels of a box are
-    computed on their own (a box-sized product); where one lies within ``UNSURE`` of the
-    threshold the full-size product decides, so every form equals ``full`` bit for bit.
+    bits, boxes, crops or run lengths cross to the host. On the CPU a box comes from the lines
+    scanned inward from each side up to the mask's edge, and a crop from the pixels of its box
+    alone (a box-sized product); where a deciding pixel lies within ``UNSURE`` of the threshold
+    the full-size product decides, so every form equals ``full`` bit for bit.
     """
 
     def __init__(self, probs, box, mask_thr: float = 0.5):
@@ -247,30 +248,52 @@ class LazyMasks(Masks):
 
         h, w = self.image_size
         n = len(self)
-        regions = [] if self.on_gpu else list(self._candidate_regions())
-        area = sum((r[1] - r[0]) * (r[3] - r[2]) for r in regions if r is not None)
-        # On a GPU, or where the masks' possible regions cover much of the image (noisy masks of an
-        # untrained model), one chunked full-size paste is cheaper than a product per region.
-        if self.on_gpu or area > FULL_PASTE_FRACTION * n * h * w:
+        if self.on_gpu:  # one chunked full-size paste; only the rows' and columns' extents come off
             rows, cols = np.empty((n, h), bool), np.empty((n, w), bool)
             for start, end in self._chunks():
                 pasted = self._paste(start, end)
                 rows[start:end], cols[start:end] = pasted.any(2).cpu().numpy(), pasted.any(1).cpu().numpy()
             return boxes_from_extents(rows, cols)
         boxes = np.zeros((n, 4), np.float32)
-        for i, region in enumerate(regions):
+        for i, region in enumerate(self._candidate_regions()):
             if region is None:
                 continue
-            y0, y1, x0, x1 = region
-            sure, unsure = self._region(i, y0, y1, x0, x1)
-            low = _tight(sure & ~unsure)
-            high = _tight(sure | unsure)
-            if low != high:  # a pixel at the threshold decides the box: the full-size product settles it
+            edges = self._edges(i, *region)
+            if edges is _UNDECIDED:  # a pixel at the threshold decides the box: the full-size product settles it
                 boxes[i] = _box_of(self.mask(i))
-            elif low is not None:
-                ty0, ty1, tx0, tx1 = low
-                boxes[i] = (x0 + tx0, y0 + ty0, x0 + tx1, y0 + ty1)
+            elif edges is not None:
+                boxes[i] = edges
         return boxes
+
+    def _edges(self, i: int, y0: int, y1: int, x0: int, x1: int):
+        """Mask ``i``'s box (x1, y1, x2, y2) within rows y0:y1 and columns x0:x1, None if no pixel
+        passes, ``_UNDECIDED`` if a line's decision rests on a pixel within ``UNSURE`` of the threshold.
+
+        Top and bottom: bands of rows, ``(rows[band] @ probs) @ cols.T``, scanned inward from each
+        side; left and right: bands of columns between them, ``rows @ (probs @ cols[band].T)``
+        (the narrow product first: a band costs its lines, not the region). A noisy mask stops at
+        the first band, an object-like one after its margin within the candidate region.
+        """
+        rows, cols = self._numpy_matrices
+        row_lo, row_hi, col_lo, col_hi = self._supports()
+        a0, a1 = _span((row_lo < y1) & (row_hi > y0))  # the cells weighing into the region
+        b0, b1 = _span((col_lo < x1) & (col_hi > x0))
+        probs = self._numpy_probs[i, a0:a1, b0:b1]
+        r, c = rows[y0:y1, a0:a1], cols[x0:x1, b0:b1]
+        row_max = lambda s, e: ((r[s:e] @ probs) @ c.T).max(1)  # noqa: E731
+        top = _first_hit(row_max, y1 - y0, self.mask_thr)
+        if top is None or top is _UNDECIDED:
+            return top
+        bottom = _first_hit(row_max, y1 - y0, self.mask_thr, from_end=True)
+        if bottom is _UNDECIDED:
+            return bottom
+        r = r[top:bottom + 1]
+        column_max = lambda s, e: (r @ (probs @ c[s:e].T)).max(0)  # noqa: E731
+        left = _first_hit(column_max, x1 - x0, self.mask_thr)
+        right = _first_hit(column_max, x1 - x0, self.mask_thr, from_end=True)
+        if left is _UNDECIDED or right is _UNDECIDED or left is None or right is None:
+            return _UNDECIDED  # columns met an unsure pixel (the rows found a sure one, so some column has it)
+        return (x0 + left, y0 + top, x0 + right + 1, y0 + bottom + 1)
 
     def crops(self, boxes: np.ndarray) -> list[np.ndarray]:
         boxes = _int_boxes(boxes)
@@ -377,6 +400,30 @@ class LazyMasks(Masks):
             y0, y1 = row_lo[r[0]:r[-1] + 1].min(), row_hi[r[0]:r[-1] + 1].max()
             x0, x1 = col_lo[c[0]:c[-1] + 1].min(), col_hi[c[0]:c[-1] + 1].max()
             yield (int(y0), int(y1), int(x0), int(x1)) if y1 > y0 and x1 > x0 else None
+
+
+_UNDECIDED = object()  # an edge that rests on a pixel within UNSURE of the threshold
+
+
+def _first_hit(line_max, n: int, thr: float, from_end: bool = False):
+    """The first line (of ``n``, counted from the start, or from the end with ``from_end``) whose
+    largest value is surely above ``thr``; None if every line is surely below; ``_UNDECIDED`` if a
+    line before it is neither. ``line_max(s, e)`` gives lines s:e's largest values."""
+    done, size = 0, FIRST_BAND
+    while done < n:
+        take = min(size, n - done)
+        s, e = (n - done - take, n - done) if from_end else (done, done + take)
+        m = line_max(s, e)
+        if from_end:
+            m = m[::-1]
+        sure = np.flatnonzero(m > thr + UNSURE)
+        first = int(sure[0]) if sure.size else take
+        if (m[:first] >= thr - UNSURE).any():
+            return _UNDECIDED
+        if sure.size:
+            return (n - 1 - done - first) if from_end else (done + first)
+        done, size = done + take, size * 2
+    return None
 
 
 def _span(used: np.ndarray) -> tuple[int, int]:

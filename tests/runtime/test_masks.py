@@ -88,6 +88,42 @@ def test_every_form_is_the_full_size_mask_bit_for_bit(storage, h, w, n):
     np.testing.assert_array_equal(np.stack([one.masks[0] for one in inst][:3]), want[:3])
 
 
+def edge_case_probs(kind: str, n: int, box: Letterbox, seed: int) -> np.ndarray:
+    """``noise``: an untrained model's masks (every cell random, above the threshold all over);
+    ``sparse``: a few isolated cells above it; ``at_threshold``: plateaus of cells at exactly the
+    threshold, with single cells a hair above it (pixels no float32 product can settle alone)."""
+    rng = np.random.default_rng(seed)
+    hs, ws = box.padded[0] // 8, box.padded[1] // 8
+    if kind == "noise":
+        return (rng.random((n, hs, ws)) * rng.uniform(0.55, 1.2, (n, 1, 1))).astype(np.float32)
+    probs = np.zeros((n, hs, ws), np.float32)
+    for p in probs:
+        y, x = rng.integers(0, hs - 4), rng.integers(0, ws - 4)
+        if kind == "sparse":
+            p[rng.integers(0, hs, 3), rng.integers(0, ws, 3)] = rng.uniform(0.6, 1.0, 3)
+        else:
+            p[y:y + 4, x:x + 4] = 0.5
+            p[y + 1, x + rng.integers(0, 4)] = np.nextafter(np.float32(0.5), np.float32(1))
+    return probs
+
+
+@pytest.mark.parametrize("kind", ["noise", "sparse", "at_threshold"])
+def test_boxes_of_noisy_sparse_and_threshold_masks_are_the_full_masks(kind, monkeypatch):
+    from csrinfer.runtime.masks import LazyMasks
+
+    box = letterbox_of(237, 331)
+    probs = edge_case_probs(kind, 40, box, seed=7)
+    full_pastes = []
+    original = LazyMasks.mask
+    monkeypatch.setattr(LazyMasks, "mask", lambda self, i: full_pastes.append(i) or original(self, i))
+    inst = to_instances(np.linspace(0.9, 0.2, 40).astype(np.float32), np.zeros(40, np.int64), probs, box)
+    want = reference_masks(probs, box)
+    assert want.any(axis=(1, 2)).sum() >= 20  # most masks have pixels to box
+    np.testing.assert_array_equal(inst.boxes, tight_boxes(want))
+    # an edge resting on a pixel at the threshold is settled by that mask's full-size paste, and only then
+    assert (len(full_pastes) > 0) == (kind == "at_threshold")
+
+
 def test_no_instances_give_empty_forms():
     box = letterbox_of(37, 53)
     inst = to_instances(np.zeros(5, np.float32), np.zeros(5), blob_probs(5, box, 0), box)
