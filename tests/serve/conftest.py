@@ -35,6 +35,19 @@ def tiny_export(tiny_checkpoint):
 
 
 @pytest.fixture(scope="session")
+def solov2_export(tmp_path_factory):
+    """mmdetection's tiny SOLOv2 of tests/fixtures/mmdet_solov2, converted, and its static ONNX:
+    (model.pth, model.onnx)."""
+    from csrinfer.convert.mmdet import convert_mmdet
+    from csrinfer.export.pipeline import ExportOptions, export_model
+
+    out = tmp_path_factory.mktemp("solov2")
+    fixture = MODELS.parent / "tests" / "fixtures" / "mmdet_solov2" / "solov2_tiny.pth"
+    checkpoint = convert_mmdet(fixture, MODELS / "solov2_tiny_test.yaml", out / "model.pth")
+    return checkpoint, export_model(checkpoint, ExportOptions(out_dir=out, engine=False)).onnx
+
+
+@pytest.fixture(scope="session")
 def tiny_onnx(tiny_export):
     """``tiny_checkpoint`` exported with a dynamic batch, height and width."""
     return tiny_export[0]

@@ -4,7 +4,8 @@ Its repository holds both layouts csrinfer writes: ``csrinfer`` and ``seg_onnx``
 serve``'s Python-backend Segmenter around a checkpoint and around its ONNX export), and ``ens``
 (the ``--triton-repo`` ensemble
 around the ONNX export, its ONNX Runtime engine stood in for by tests/serve/ort_engine.py,
-since the pip wheel's tritonserver has no ONNX Runtime backend).
+since the pip wheel's tritonserver has no ONNX Runtime backend); ``solov2`` and ``solov2_ens``
+the same two layouts around mmdetection's tiny SOLOv2, converted (issue 22).
 """
 
 import struct
@@ -37,7 +38,7 @@ from csrinfer.serve.client import RemoteSegmenter  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory, tiny_checkpoint, tiny_onnx):
+def server(tmp_path_factory, tiny_checkpoint, tiny_onnx, solov2_export):
     from csrinfer.serve.repository import MODEL_PY, local_python_paths, write_serve_repo, write_triton_repo
     from csrinfer.serve.server import TritonServer
 
@@ -45,13 +46,15 @@ def server(tmp_path_factory, tiny_checkpoint, tiny_onnx):
     write_serve_repo(tiny_checkpoint, repo, max_batch=4)
     write_serve_repo(tiny_onnx, repo, name="seg_onnx", max_batch=4, instances=2)
     paths = local_python_paths()
+    write_serve_repo(solov2_export[0], repo, name="solov2", max_batch=4)
     write_triton_repo(tiny_onnx, repo, name="ens", max_batch=4, kind="KIND_CPU", python_paths=paths)
-    engine = repo / "ens_engine"
-    config = engine / "config.pbtxt"
-    config.write_text(config.read_text().replace('platform: "onnxruntime_onnx"', 'backend: "python"'))
-    (engine / "1" / "model.py").write_text(MODEL_PY.format(
-        role="test stand-in for the ONNX Runtime backend", module="tests.serve.ort_engine", cls="OrtEngineModel",
-        paths=paths["paths"], site_dirs=paths["site_dirs"]))
+    write_triton_repo(solov2_export[1], repo, name="solov2_ens", max_batch=1, kind="KIND_CPU", python_paths=paths)
+    for engine in (repo / "ens_engine", repo / "solov2_ens_engine"):
+        config = engine / "config.pbtxt"
+        config.write_text(config.read_text().replace('platform: "onnxruntime_onnx"', 'backend: "python"'))
+        (engine / "1" / "model.py").write_text(MODEL_PY.format(
+            role="test stand-in for the ONNX Runtime backend", module="tests.serve.ort_engine", cls="OrtEngineModel",
+            paths=paths["paths"], site_dirs=paths["site_dirs"]))
     srv = TritonServer(repo, exit_timeout=1, log_file=repo.parent / "tritonserver.log").start()
     yield srv
     srv.stop()
@@ -105,6 +108,20 @@ def test_ensemble_matches_a_local_onnx_segmenter(server, images, tiny_onnx, prot
     remote = RemoteSegmenter(server.urls[protocol], protocol=protocol, model="ens")
     assert not remote.takes_raw  # arrays go as PNG: lossless, same pixels
     for g, w in zip(remote.predict_batch(arrays), want):
+        assert_same(g, w)
+
+
+@pytest.mark.parametrize("model", ["solov2", "solov2_ens"])
+def test_a_converted_mmdetection_solov2_serves_like_a_local_segmenter(server, images, solov2_export, model):
+    from csrinfer.runtime.segmenter import Segmenter
+
+    arrays, _ = images
+    local = solov2_export[0] if model == "solov2" else solov2_export[1]
+    want = Segmenter(local, device="cpu").predict_batch(arrays)
+    remote = RemoteSegmenter(server.urls["grpc"], protocol="grpc", model=model)
+    got = remote.predict_batch(arrays)
+    assert tuple(got[0].class_names) == ("person", "bicycle", "car", "cat", "dog")
+    for g, w in zip(got, want):
         assert_same(g, w)
 
 
