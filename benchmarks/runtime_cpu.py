@@ -7,9 +7,9 @@ are interleaved (ABAB..., order alternating) so that load from other processes o
 hits both alike; medians and their ratio are reported, with the load average before and after.
 
 Each prediction is timed in three parts: pre-processing (letterbox + pad of a decoded BGR
-image), the backend (network + in-graph post-processing), and post-processing (upsample the
-kept masks, crop, resize, threshold). Post-processing leaves the masks unread (labels, scores,
-boxes); reading them as RLE and as full-size masks is timed after it, apart. Writes ``benchmarks/results/runtime_cpu.json``.
+image), the backend (network + in-graph post-processing), and post-processing (the
+``Instances``: labels, scores, boxes; masks left unread). Reading the masks as RLE and at full
+size (upsample, crop, resize, threshold) is timed after it, apart. Writes ``benchmarks/results/runtime_cpu.json``.
 
     PYTHONPATH=$PWD python benchmarks/runtime_cpu.py [--repeats 10] [--threads 2] [--size 640]
 """
