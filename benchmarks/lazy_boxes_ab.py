@@ -68,17 +68,6 @@ def boxes_by_regions(store) -> np.ndarray:
     return boxes
 
 
-def boxes_by_full_paste(store) -> np.ndarray:
-    from csrinfer.boxes import boxes_from_extents
-
-    n, (h, w) = len(store), store.image_size
-    rows, cols = np.empty((n, h), bool), np.empty((n, w), bool)
-    for start, end in store._chunks():
-        pasted = store._paste(start, end)
-        rows[start:end], cols[start:end] = pasted.any(2).numpy(), pasted.any(1).numpy()
-    return boxes_from_extents(rows, cols)
-
-
 def cpu_flags() -> str:
     text = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
     return next((line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("Flags")), "")
@@ -103,7 +92,8 @@ def main(argv=None) -> int:
     h, w = args.size
     resized = resized_size(h, w, 800, 1333)
     box = Letterbox((h, w), resized, padded_size(*resized))
-    ways = {"edges": lambda s: s.boxes(), "regions": boxes_by_regions, "full_paste": boxes_by_full_paste}
+    ways = {"edges": lambda s: s.boxes(), "regions": boxes_by_regions,
+            "full_paste": lambda s: s.boxes_from_full_paste()}
     results = {}
     for kind in ("noisy", "objects"):
         probs = masks_of(kind, args.instances, box, seed=1)

@@ -1,12 +1,12 @@
 """``csrinfer bench``: FPS, latency percentiles (pre-processing / network / post-processing /
-result) and,
-with ``--data``, mask AP of a model file. Thin: parses the flags, calls
+result) and, with ``--data``, mask AP of a model file. Thin: parses the flags, calls
 :func:`csrinfer.apps.bench.benchmark`, prints :func:`csrinfer.apps.bench.format_result`."""
 
 from __future__ import annotations
 
 import sys
 
+from csrinfer.apps.bench import READS
 from csrinfer.cli.common import (add_fast_path_arguments, add_model_argument, add_runtime_arguments,
                                  fast_path_from_args, non_negative_int, output_folder, parse_hw, positive_int,
                                  runtime_options)
@@ -31,7 +31,7 @@ def add_arguments(p) -> None:
                         "the COCO results to DIR/coco_results.json")
     p.add_argument("--max-pixels", type=positive_int, default=None, metavar="N",
                    help="refuse dataset images of more than N pixels (default 100000000)")
-    p.add_argument("--read", choices=("none", "rle", "masks"), default="none",
+    p.add_argument("--read", choices=READS, default="none",
                    help="what the timed result step reads of each image's instances: none (masks unread, the "
                         "default), rle (COCO RLE, as eval and to_coco) or masks (every mask at the image's size)")
     p.add_argument("--json", action="store_true", help="print the result as JSON instead of a table")

@@ -244,17 +244,9 @@ class LazyMasks(Masks):
 
     def boxes(self) -> np.ndarray:
         """float32 [N, 4] tight boxes (x1, y1, x2, y2, exclusive ends) of the full-size masks."""
-        from csrinfer.boxes import boxes_from_extents
-
-        h, w = self.image_size
-        n = len(self)
-        if self.on_gpu:  # one chunked full-size paste; only the rows' and columns' extents come off
-            rows, cols = np.empty((n, h), bool), np.empty((n, w), bool)
-            for start, end in self._chunks():
-                pasted = self._paste(start, end)
-                rows[start:end], cols[start:end] = pasted.any(2).cpu().numpy(), pasted.any(1).cpu().numpy()
-            return boxes_from_extents(rows, cols)
-        boxes = np.zeros((n, 4), np.float32)
+        if self.on_gpu:
+            return self.boxes_from_full_paste()
+        boxes = np.zeros((len(self), 4), np.float32)
         for i, region in enumerate(self._candidate_regions()):
             if region is None:
                 continue
@@ -264,6 +256,18 @@ class LazyMasks(Masks):
             elif edges is not None:
                 boxes[i] = edges
         return boxes
+
+    def boxes_from_full_paste(self) -> np.ndarray:
+        """The boxes from every mask pasted at full size, a chunk at a time; only the rows' and
+        columns' extents leave the masks' device (the GPU's way, and the CPU's reference)."""
+        from csrinfer.boxes import boxes_from_extents
+
+        h, w = self.image_size
+        rows, cols = np.empty((len(self), h), bool), np.empty((len(self), w), bool)
+        for start, end in self._chunks():
+            pasted = self._paste(start, end)
+            rows[start:end], cols[start:end] = pasted.any(2).cpu().numpy(), pasted.any(1).cpu().numpy()
+        return boxes_from_extents(rows, cols)
 
     def _edges(self, i: int, y0: int, y1: int, x0: int, x1: int):
         """Mask ``i``'s box (x1, y1, x2, y2) within rows y0:y1 and columns x0:x1, None if no pixel
